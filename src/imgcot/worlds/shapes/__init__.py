@@ -1,0 +1,1 @@
+"""The shapes world: imgcot's embedded default text-to-image world with a known truth."""
