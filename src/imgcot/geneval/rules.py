@@ -73,7 +73,9 @@ def _color_reason(wanted: str, cls: str, count: int, colors: list[str]) -> str:
     return f"expected {wanted} {cls}>={count}, found {colors.count(wanted)} {wanted}; and {found}"
 
 
-def evaluate(meta: Metadata, detected: Detections, image: object, classify_colors: ColorClassifier) -> tuple[bool, str]:
+def evaluate(
+    meta: Metadata, detected: Detections, image: object, classify_colors: ColorClassifier
+) -> tuple[bool, str]:
     """Apply one metadata line to kept detections; returns (correct, reason) with GenEval's reason strings."""
     correct = True
     reasons: list[str] = []

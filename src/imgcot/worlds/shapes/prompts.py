@@ -64,7 +64,9 @@ def parse_prompt(text: str) -> Metadata:
             return _meta("two_object", [{"class": a, "count": 1}, {"class": b, "count": 1}], prompt)
         if c1 is None or c2 is None:
             raise PromptError(f"cannot read {text!r}: give both objects a colour or neither; {_template_help()}")
-        return _meta("color_attr", [{"class": a, "count": 1, "color": c1}, {"class": b, "count": 1, "color": c2}], prompt)
+        return _meta(
+            "color_attr", [{"class": a, "count": 1, "color": c1}, {"class": b, "count": 1, "color": c2}], prompt
+        )
     joined = " ".join(words)
     for relation in RELATIONS:
         match = re.fullmatch(rf"(.+) {relation} (.+)", joined)

@@ -41,7 +41,7 @@ def _objects_to_place(meta: Metadata, rng: np.random.Generator) -> list[tuple[in
         present = sum(1 for _, cls, _ in wanted if cls == clause["class"])
         if present >= clause["count"]:
             raise UnsatisfiableError(
-                f"{meta['prompt']!r}: include asks for {present} {clause['class']} but exclude forbids {clause['count']}"
+                f"{meta['prompt']!r}: include asks for {present} {clause['class']}, exclude forbids {clause['count']}"
             )
     if len(wanted) > MAX_OBJECTS_IN_SCENE:
         raise UnsatisfiableError(f"{meta['prompt']!r}: {len(wanted)} objects; at most {MAX_OBJECTS_IN_SCENE} fit")
@@ -66,7 +66,11 @@ def _positions_hold(meta: Metadata, objects: list[SceneObject], groups: list[int
         relation, target = clause["position"]
         for a, ga in zip(objects, groups, strict=True):
             for b, gb in zip(objects, groups, strict=True):
-                if ga == index and gb == target and relation_strength(a.box(), b.box(), relation) < 0.5 + POSITION_MARGIN:
+                if (
+                    ga == index
+                    and gb == target
+                    and relation_strength(a.box(), b.box(), relation) < 0.5 + POSITION_MARGIN
+                ):
                     return False
     return True
 
