@@ -28,13 +28,24 @@ def confidence_from_iou(iou: float) -> float:
     return float(np.clip((iou - MIN_IOU) / (1.0 - MIN_IOU), 0.0, 1.0))
 
 
-def pixel_labels(image: np.ndarray) -> np.ndarray:
-    """(H, W) int: colour index 0..9, 10 for background, -1 for pixels near no reference colour."""
-    pixels = image[..., :3].astype(np.float32)
-    dist = np.linalg.norm(pixels[..., None, :] - _REFERENCE, axis=-1)  # (H, W, 11)
+def _labels_of(pixels: np.ndarray) -> np.ndarray:
+    dist = np.linalg.norm(pixels[..., None, :] - _REFERENCE, axis=-1)  # (..., 11)
     labels = dist.argmin(-1)
     labels[dist.min(-1) > MAX_COLOR_DISTANCE] = -1
     return labels
+
+
+def pixel_labels(image: np.ndarray) -> np.ndarray:
+    """(H, W) int: colour index 0..9, 10 for background, -1 for pixels near no reference colour."""
+    if image.dtype != np.uint8:
+        return _labels_of(image[..., :3].astype(np.float32))
+    # Rendered and generated images hold few distinct colours: label each distinct colour once, then map back
+    # (the same per-pixel arithmetic, so the same labels as labelling every pixel).
+    rgb = image[..., :3].astype(np.int32)
+    keys = (rgb[..., 0] << 16) | (rgb[..., 1] << 8) | rgb[..., 2]
+    unique, inverse = np.unique(keys.ravel(), return_inverse=True)
+    pixels = np.stack([unique >> 16, (unique >> 8) & 255, unique & 255], axis=-1).astype(np.float32)
+    return _labels_of(pixels)[inverse.reshape(-1)].reshape(keys.shape)
 
 
 @lru_cache(maxsize=8)
@@ -54,20 +65,34 @@ def _centred(mask: np.ndarray, size: int, dy: int = 0, dx: int = 0) -> np.ndarra
     return canvas
 
 
+@lru_cache(maxsize=128)
+def _placed_templates(scale: int, size: int) -> np.ndarray:
+    """(templates x shifts, size, size) bool: every template at every centring shift, in classify_shape's order."""
+    stack = np.stack(
+        [
+            _centred(template, size, dy * scale, dx * scale)
+            for template in _tight_templates(scale).values()
+            for dy in _SHIFTS
+            for dx in _SHIFTS
+        ]
+    )
+    stack.setflags(write=False)
+    return stack
+
+
 def classify_shape(region: np.ndarray, scale: int) -> tuple[str, float]:
     """Best template and its IoU for a tight-cropped region mask, over small centring shifts."""
     templates = _tight_templates(scale)
     size = max(max(region.shape), max(t.shape[0] for t in templates.values())) + 2 * scale + 2
     placed = _centred(region, size)
-    best_name, best_iou = OBJECTS[0], 0.0
-    for name, template in templates.items():
-        for dy in _SHIFTS:
-            for dx in _SHIFTS:
-                moved = _centred(template, size, dy * scale, dx * scale)
-                iou = (placed & moved).sum() / (placed | moved).sum()
-                if iou > best_iou:
-                    best_name, best_iou = name, float(iou)
-    return best_name, best_iou
+    stack = _placed_templates(scale, size)
+    inter = (stack & placed).sum(axis=(1, 2))
+    union = (stack | placed).sum(axis=(1, 2))
+    ious = inter / union
+    best = int(ious.argmax())  # the first maximum, as a strict '>' scan in the same order keeps
+    if not ious[best] > 0.0:
+        return OBJECTS[0], 0.0
+    return tuple(templates)[best // len(_SHIFTS) ** 2], float(ious[best])
 
 
 class ShapesDetector:
@@ -79,8 +104,11 @@ class ShapesDetector:
         scale = max(1, image.shape[0] // 32)
         min_area = 10 * scale * scale
         labels = pixel_labels(image)
+        present = np.bincount(labels.ravel() + 1, minlength=len(COLORS) + 2)[1 : len(COLORS) + 1]
         found: Detections = {}
         for color_index, color in enumerate(COLORS):
+            if present[color_index] < min_area:  # no region of this colour can be large enough
+                continue
             regions, count = ndimage.label(labels == color_index)
             if count == 0:
                 continue

@@ -83,10 +83,15 @@ def parse_prompt(text: str) -> Metadata:
 
 
 def _meta(tag: str, include: list[dict], prompt: str, exclude: list[dict] | None = None) -> Metadata:
+    """A metadata line whose prompt is the canonical template text (articles and plurals fixed)."""
+    if len(include) == 2 and include[0]["class"] == include[1]["class"]:
+        # GenEval draws two different classes: both clauses would take the same top detection and never pass
+        raise PromptError(f"{prompt!r} names {include[0]['class']} twice; the two objects must differ")
     meta: Metadata = {"tag": tag, "include": include}
     if exclude:
         meta["exclude"] = exclude
     meta["prompt"] = prompt
+    meta["prompt"] = prompt_text(meta)
     return meta
 
 

@@ -78,6 +78,7 @@ def cells_overlap(a: tuple[int, int], b: tuple[int, int]) -> bool:
 
 def render(scene: Scene, size: int = BASE_SIZE) -> np.ndarray:
     """(size, size, 3) uint8 image: flat background, flat-filled shapes. Deterministic."""
+    canvas_scale(size)  # an unsupported size is an error even for an empty scene
     image = np.empty((size, size, 3), dtype=np.uint8)
     image[:] = BACKGROUND
     for obj in scene.objects:

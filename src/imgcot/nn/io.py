@@ -1,0 +1,96 @@
+"""Checkpoint folders: `config.json` + `model.safetensors`, loaded strictly (design.md, habit 2)."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import asdict, fields, is_dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import torch
+from safetensors.torch import load_file, save_file
+
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+T = TypeVar("T")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint folder is missing, incomplete or does not match its config."""
+
+
+def config_from_dict(cls: type[T], data: dict[str, Any]) -> T:
+    """Build a (possibly nested) frozen dataclass config from a dict; unknown keys are an error."""
+    known = {f.name: f for f in fields(cls)}
+    unknown = set(data) - set(known)
+    if unknown:
+        raise CheckpointError(f"{cls.__name__}: unknown config keys {sorted(unknown)}")
+    kwargs = {}
+    for name, value in data.items():
+        ftype = known[name].type
+        sub = _dataclass_type(cls, name)
+        kwargs[name] = config_from_dict(sub, value) if sub is not None and isinstance(value, dict) else value
+        if isinstance(value, list) and ftype and "tuple" in str(ftype):
+            kwargs[name] = tuple(value)
+    return cls(**kwargs)
+
+
+def _dataclass_type(cls: type, name: str) -> type | None:
+    hints = getattr(cls, "__annotations__", {})
+    import typing
+
+    try:
+        hints = typing.get_type_hints(cls)
+    except Exception:  # noqa: BLE001 - forward refs we cannot resolve are not nested configs
+        return None
+    hint = hints.get(name)
+    return hint if isinstance(hint, type) and is_dataclass(hint) else None
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(text)
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, path)
+
+
+def save_checkpoint(folder: str | Path, config: Any, state: dict[str, torch.Tensor], kind: str) -> Path:
+    """Write config.json (with a `kind` tag) and model.safetensors, each atomically."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    payload = {"kind": kind, **(asdict(config) if is_dataclass(config) else config)}
+    atomic_write_text(folder / CONFIG_NAME, json.dumps(payload, indent=2) + "\n")
+    tensors = {k: v.detach().contiguous().cpu() for k, v in state.items()}
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".weights.")
+    os.close(fd)
+    save_file(tensors, tmp)
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, folder / WEIGHTS_NAME)
+    return folder
+
+
+def read_config(folder: str | Path) -> dict[str, Any]:
+    folder = Path(folder)
+    path = folder / CONFIG_NAME
+    if not path.is_file():
+        raise CheckpointError(f"{folder}: no {CONFIG_NAME} (not a checkpoint folder)")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise CheckpointError(f"{path}: malformed JSON ({err.msg})") from None
+
+
+def load_checkpoint(folder: str | Path, cls: type[T], kind: str) -> tuple[T, dict[str, torch.Tensor]]:
+    """Config dataclass and tensors of a checkpoint folder; the `kind` tag must match."""
+    folder = Path(folder)
+    data = read_config(folder)
+    if data.pop("kind", None) != kind:
+        raise CheckpointError(f"{folder}: not a {kind} checkpoint")
+    weights = folder / WEIGHTS_NAME
+    if not weights.is_file():
+        raise CheckpointError(f"{folder}: no {WEIGHTS_NAME}")
+    return config_from_dict(cls, data), load_file(str(weights))

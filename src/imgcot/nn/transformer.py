@@ -1,0 +1,106 @@
+"""A small pre-LN transformer over [prompt words | image tokens], bidirectional (MaskGIT) or causal (raster AR)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+KVCache = list[tuple[torch.Tensor, torch.Tensor]]  # per layer: (B, heads, T, head_dim) keys and values
+
+
+@dataclass(frozen=True)
+class TransformerConfig:
+    text_vocab: int
+    image_vocab: int  # codebook size: the output classes
+    text_len: int = 12
+    image_len: int = 64
+    dim: int = 128
+    depth: int = 4
+    heads: int = 4
+    mlp_ratio: int = 4
+    causal: bool = False
+
+    @property
+    def extra_image_ids(self) -> int:
+        return 1  # MASK for MaskGIT, BOS for raster AR: id == image_vocab
+
+    @property
+    def seq_len(self) -> int:
+        return self.text_len + self.image_len
+
+
+class Block(nn.Module):
+    def __init__(self, dim: int, heads: int, mlp_ratio: int):
+        super().__init__()
+        self.heads = heads
+        self.norm1 = nn.LayerNorm(dim)
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.proj = nn.Linear(dim, dim)
+        self.norm2 = nn.LayerNorm(dim)
+        self.mlp = nn.Sequential(nn.Linear(dim, mlp_ratio * dim), nn.GELU(), nn.Linear(mlp_ratio * dim, dim))
+
+    def forward(self, x: torch.Tensor, causal: bool, past: tuple | None) -> tuple[torch.Tensor, tuple]:
+        b, t, d = x.shape
+        q, k, v = self.qkv(self.norm1(x)).view(b, t, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
+        if past is not None:
+            k, v = torch.cat([past[0], k], dim=2), torch.cat([past[1], v], dim=2)
+        mask = None
+        if causal and t > 1:  # queries are the last t positions of k
+            total = k.shape[2]
+            mask = torch.ones(t, total, dtype=torch.bool, device=x.device).tril(diagonal=total - t)
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        x = x + self.proj(y.transpose(1, 2).reshape(b, t, d))
+        x = x + self.mlp(self.norm2(x))
+        return x, (k, v)
+
+
+class Transformer(nn.Module):
+    def __init__(self, config: TransformerConfig):
+        super().__init__()
+        self.config = config
+        c = config
+        self.text_embed = nn.Embedding(c.text_vocab, c.dim)
+        self.image_embed = nn.Embedding(c.image_vocab + c.extra_image_ids, c.dim)
+        self.pos = nn.Parameter(torch.zeros(1, c.seq_len, c.dim))
+        self.blocks = nn.ModuleList(Block(c.dim, c.heads, c.mlp_ratio) for _ in range(c.depth))
+        self.norm = nn.LayerNorm(c.dim)
+        self.head = nn.Linear(c.dim, c.image_vocab)
+        nn.init.normal_(self.pos, std=0.02)
+        self.apply(_init_weights)
+
+    def embed(self, text: torch.Tensor | None, image: torch.Tensor | None, start: int) -> torch.Tensor:
+        """Token + position embeddings of a slice of the sequence starting at position `start`."""
+        parts = []
+        if text is not None:
+            parts.append(self.text_embed(text))
+        if image is not None:
+            parts.append(self.image_embed(image))
+        x = torch.cat(parts, dim=1)
+        return x + self.pos[:, start : start + x.shape[1]]
+
+    def forward(
+        self,
+        text: torch.Tensor | None,
+        image: torch.Tensor | None,
+        cache: KVCache | None = None,
+        start: int = 0,
+    ) -> tuple[torch.Tensor, KVCache]:
+        """Logits (B, t_image, image_vocab) at the image positions of the slice, and the updated KV cache."""
+        x = self.embed(text, image, start)
+        new_cache: KVCache = []
+        for i, block in enumerate(self.blocks):
+            x, kv = block(x, self.config.causal, None if cache is None else cache[i])
+            new_cache.append(kv)
+        n_text = 0 if text is None else text.shape[1]
+        return self.head(self.norm(x[:, n_text:])), new_cache
+
+
+def _init_weights(module: nn.Module) -> None:
+    if isinstance(module, nn.Linear):
+        nn.init.normal_(module.weight, std=0.02)
+        nn.init.zeros_(module.bias)
+    elif isinstance(module, nn.Embedding):
+        nn.init.normal_(module.weight, std=0.02)

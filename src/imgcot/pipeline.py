@@ -1,0 +1,111 @@
+"""Generate-and-score runs: single prompts with step images, and GenEval-layout evaluations that resume."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from .core import StepwiseGenerator
+from .generators.run import generate
+from .geneval.spec import Metadata, dumps
+
+
+def image_seed(seed: int, prompt_index: int, image_index: int) -> int:
+    """The seed of one image: fixed by (run seed, prompt, image), never by batch or resume."""
+    return seed * 1_000_000 + prompt_index * 1_000 + image_index
+
+
+def png_bytes(image: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(np.asarray(image, dtype=np.uint8)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def save_png(image: np.ndarray, path: Path) -> None:
+    """Atomic PNG write (temp file + rename), so a killed run never leaves a half image."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(png_bytes(image))
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, path)
+
+
+@torch.no_grad()
+def generate_with_steps(
+    generator: StepwiseGenerator, prompt: str, seeds: list[int]
+) -> tuple[torch.Tensor, list[torch.Tensor], list[int]]:
+    """Final images, every step's preview (list over steps of (B, H, W, 3)) and per-row forward passes."""
+    state = generator.init([prompt] * len(seeds), seeds)
+    previews = []
+    while not generator.is_done(state):
+        state = generator.step(state)
+        previews.append(generator.preview(state))
+    return generator.decode(state), previews, state.forwards
+
+
+def prompt_folder(root: Path, index: int) -> Path:
+    return root / f"{index:05d}"
+
+
+def finished(folder: Path, images_per_prompt: int) -> bool:
+    return (folder / "metadata.jsonl").is_file() and all(
+        (folder / "samples" / f"{k:04d}.png").is_file() for k in range(images_per_prompt)
+    )
+
+
+def _load_compute(root: Path) -> dict:
+    path = root / "compute.json"
+    return json.loads(path.read_text()) if path.is_file() else {"generator_forwards": 0, "wall_seconds": 0.0}
+
+
+def _save_compute(root: Path, compute: dict) -> None:
+    tmp = root / ".compute.json.tmp"
+    tmp.write_text(json.dumps(compute))
+    os.replace(tmp, root / "compute.json")
+
+
+def eval_generate(
+    generator: StepwiseGenerator,
+    metas: list[Metadata],
+    root: Path,
+    images_per_prompt: int = 4,
+    seed: int = 0,
+    batch_size: int = 64,
+    on_progress: Callable[[int], None] | None = None,
+) -> dict:
+    """Generate into GenEval layout, skipping prompts already finished; returns the accumulated compute."""
+    root.mkdir(parents=True, exist_ok=True)
+    compute = _load_compute(root)
+    todo = [i for i in range(len(metas)) if not finished(prompt_folder(root, i), images_per_prompt)]
+    if on_progress:
+        on_progress(len(metas) - len(todo))
+    per_chunk = max(1, batch_size // images_per_prompt)
+    for start in range(0, len(todo), per_chunk):
+        chunk = todo[start : start + per_chunk]
+        began = time.time()
+        prompts = [metas[i]["prompt"] for i in chunk for _ in range(images_per_prompt)]
+        seeds = [image_seed(seed, i, k) for i in chunk for k in range(images_per_prompt)]
+        images, forwards = generate(generator, prompts, seeds, batch_size=max(batch_size, 1))
+        for j, i in enumerate(chunk):
+            folder = prompt_folder(root, i)
+            for k in range(images_per_prompt):
+                save_png(images[j * images_per_prompt + k].numpy(), folder / "samples" / f"{k:04d}.png")
+            tmp = folder / ".metadata.jsonl.tmp"
+            tmp.write_text(dumps(metas[i]) + "\n")
+            os.replace(tmp, folder / "metadata.jsonl")  # written last: marks the prompt finished
+        compute["generator_forwards"] += int(sum(forwards))
+        compute["wall_seconds"] += time.time() - began
+        _save_compute(root, compute)
+        if on_progress:
+            on_progress(len(chunk))
+    return compute

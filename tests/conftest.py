@@ -1,0 +1,24 @@
+"""Shared test setup: no test may reach the network."""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+
+
+@pytest.fixture(autouse=True)
+def _block_network(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Any connect on a non-AF_UNIX socket raises, so a test that downloads fails loudly."""
+    real_connect, real_connect_ex = socket.socket.connect, socket.socket.connect_ex
+
+    def _guard(real):
+        def connect(self: socket.socket, address):
+            if self.family == getattr(socket, "AF_UNIX", None):
+                return real(self, address)
+            raise RuntimeError(f"network access is blocked in tests (connect to {address!r})")
+
+        return connect
+
+    monkeypatch.setattr(socket.socket, "connect", _guard(real_connect))
+    monkeypatch.setattr(socket.socket, "connect_ex", _guard(real_connect_ex))
