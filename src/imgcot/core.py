@@ -130,3 +130,24 @@ def load_state(folder: str | Path) -> GenState:
     return GenState(meta["prompts"], meta["seeds"], tensors["text"], tensors["tokens"], tensors["predicted"],
                     meta["step"], caches["cache"], caches["uncond_cache"], tensors.get("next_logits"),
                     meta["forwards"])
+
+
+@dataclass
+class StepScore:
+    """A step judge's answers per row, each a probability of "yes" in [0, 1] (shared/method.md section 3)."""
+
+    clarity: torch.Tensor  # (B,) is the step's image clear enough to judge its potential?
+    potential: torch.Tensor  # (B,) can this path still end in an image that satisfies the prompt?
+    value: torch.Tensor  # (B,) PRM value of the step: will some continuation end correct?
+
+
+class OutcomeVerifier(Protocol):
+    """ORM: P(final image matches prompt)."""
+
+    def score(self, prompts: list[str], images: torch.Tensor) -> torch.Tensor: ...  # (B,H,W,3) uint8 -> (B,)
+
+
+class StepVerifier(Protocol):
+    """PRM / PARM: judges a step's intermediate image (the preview) of each row."""
+
+    def judge(self, prompts: list[str], previews: torch.Tensor, step: int, num_steps: int) -> StepScore: ...

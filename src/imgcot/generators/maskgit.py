@@ -22,7 +22,7 @@ class MaskGITGenerator(TokenGenerator):
     @torch.no_grad()
     def step(self, state: GenState) -> GenState:
         """One iteration: predict every masked token, keep the most confident, re-mask the rest by schedule."""
-        d, (b, n) = self.config.decoding, state.tokens.shape
+        d, n = self.config.decoding, state.tokens.shape[1]
         vocab = self.tokenizer.vocab_size
         unknown = state.tokens == self.undecided
         logits = self.guided(state.text, state.tokens)  # (B, N, V)
