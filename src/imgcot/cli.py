@@ -45,6 +45,8 @@ shapes_app = typer.Typer(help="The shapes world: ground-truth renders, prompt pa
 geneval_app = typer.Typer(help="GenEval: score image folders, check metadata files.", no_args_is_help=True)
 app.add_typer(shapes_app, name="shapes")
 app.add_typer(geneval_app, name="geneval")
+train_app = typer.Typer(help="Training recipes of the shapes world's models (resumable).", no_args_is_help=True)
+app.add_typer(train_app, name="train")
 
 _stderr = Console(stderr=True)
 
@@ -169,6 +171,199 @@ def geneval_check(
     for tag in TAGS:
         typer.echo(f"  {tag:<16}{counts.get(tag, 0):>5}")
     typer.echo(f"  {'total':<16}{len(entries):>5}")
+
+
+def _load_model(name: str):
+    from .generators.registry import load_generator
+
+    return load_generator(name)
+
+
+def _positive(name: str, value: int) -> int:
+    if value < 1:
+        raise InputError(f"{name} must be >= 1, got {value}")
+    return value
+
+
+@app.command("generate")
+def generate_cmd(
+    prompt: str = typer.Argument(..., help="A shapes prompt, e.g. 'a photo of a red star'."),
+    model: str = typer.Option("shapes-maskgit", "--model", help="Registered model name or checkpoint folder."),
+    seed: int = typer.Option(0, "--seed", help="Image k uses seed image_seed(seed, 0, k)."),
+    n: int = typer.Option(1, "--n", help="Number of images."),
+    batch_size: int = typer.Option(64, "--batch-size", help="Rows per forward pass."),
+    out: Path = typer.Option(Path("runs/generate"), "--out", help="Output folder."),
+    save_steps: bool = typer.Option(False, "--save-steps", help="Also write every step's intermediate image."),
+) -> None:
+    """Generate images for one prompt (and, with --save-steps, every step's intermediate image)."""
+    from .pipeline import generate_with_steps, image_seed, save_png
+
+    with _user_errors():
+        meta = parse_prompt(prompt)
+        _positive("--n", n)
+        _positive("--batch-size", batch_size)
+        generator = _load_model(model)
+        written = 0
+        for start in range(0, n, batch_size):
+            seeds = [image_seed(seed, 0, k) for k in range(start, min(n, start + batch_size))]
+            images, previews, _ = generate_with_steps(generator, meta["prompt"], seeds)
+            for j, image in enumerate(images.numpy()):
+                save_png(image, out / f"{start + j:04d}.png")
+                written += 1
+                for step, preview in enumerate(previews if save_steps else []):
+                    save_png(preview[j].numpy(), out / "steps" / f"{start + j:04d}" / f"step_{step:02d}.png")
+    typer.echo(
+        f"wrote {written} image(s) for {meta['prompt']!r} to {out}" + (" (+ step images)" if save_steps else "")
+    )
+
+
+@app.command("eval")
+def eval_cmd(
+    prompts: Path | None = typer.Option(None, "--prompts", help="Metadata JSONL (default: the shipped benchmark)."),
+    out: Path = typer.Option(..., "--out", help="Output folder (GenEval layout); rerun to resume."),
+    model: str = typer.Option("shapes-maskgit", "--model", help="Registered model name or checkpoint folder."),
+    images_per_prompt: int = typer.Option(4, "--images-per-prompt", help="Images per prompt."),
+    seed: int = typer.Option(0, "--seed", help="Run seed; image k of prompt i uses image_seed(seed, i, k)."),
+    batch_size: int = typer.Option(64, "--batch-size", help="Rows per forward pass (several prompts share it)."),
+) -> None:
+    """Generate in GenEval layout, score it, write results.jsonl and summary.json (with compute)."""
+    import json
+
+    from rich.progress import Progress
+
+    from .pipeline import eval_generate
+
+    with _user_errors():
+        entries = read_shapes_metadata(prompts) if prompts is not None else load_benchmark()
+        _positive("--images-per-prompt", images_per_prompt)
+        _positive("--batch-size", batch_size)
+        generator = _load_model(model)
+        with Progress(console=_stderr, transient=True) as bar:
+            task = bar.add_task("generating", total=len(entries))
+            compute = eval_generate(
+                generator,
+                entries,
+                out,
+                images_per_prompt,
+                seed,
+                batch_size,
+                on_progress=lambda k: bar.advance(task, k),
+            )
+        _, summary = score_folder(out, ShapesDetector(), progress=_progress("scoring"))
+        summary["compute"] = {
+            "generator_forwards": compute["generator_forwards"],
+            "wall_seconds": round(compute["wall_seconds"], 3),
+        }
+        summary["model"] = model
+        (out / SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n")
+    typer.echo(format_summary(summary))
+    typer.echo(
+        f"\ncompute: {compute['generator_forwards']} generator forward passes, "
+        f"{compute['wall_seconds']:.1f} s generating"
+    )
+    typer.echo(f"results: {out / 'results.jsonl'}\nsummary: {out / SUMMARY_FILE}")
+
+
+@train_app.command("tokenizer")
+def train_tokenizer_cmd(
+    out: Path = typer.Option(..., "--out", help="Checkpoint folder to write."),
+    images: int = typer.Option(20_000, "--images", help="Ground-truth renders to fit the patch vocabulary on."),
+    seed: int = typer.Option(0, "--seed"),
+) -> None:
+    """Fit the patch tokenizer; report the evaluator's accuracy on reconstructions of ground-truth renders."""
+    from .train.tokenizer import train_tokenizer
+
+    with _user_errors():
+        tokenizer, report = train_tokenizer(out, _positive("--images", images), seed)
+    typer.echo(f"{tokenizer.vocab_size} codes -> {out}")
+    typer.echo(
+        f"evaluator accuracy on {report['scenes']} reconstructions: {report['evaluator_accuracy']:.4f} "
+        f"(pixel-exact {report['pixel_exact']:.4f})"
+    )
+
+
+def _parse_overrides(pairs: list[str]) -> dict:
+    import json
+
+    overrides = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise InputError(f"--set expects key=value, got {pair!r}")
+        try:
+            overrides[key] = json.loads(value)
+        except json.JSONDecodeError:
+            overrides[key] = value
+    return overrides
+
+
+def _train_generator(
+    kind: str, out: Path, tokenizer: str, max_steps: int | None, minutes: float | None, overrides: list[str]
+) -> None:
+    from dataclasses import asdict, replace
+
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from .generators.base import DecodingConfig
+    from .generators.registry import resolve_model
+    from .nn.tokenizer import PatchTokenizer
+    from .train.curve import make_curve_eval
+    from .train.generator import RECIPES, load_train_config, train_generator
+
+    with _user_errors():
+        changes = _parse_overrides(overrides)
+        if max_steps is not None:
+            changes["max_steps"] = _positive("--max-steps", max_steps)
+        if minutes is not None:
+            changes["minutes"] = minutes
+        cfg = load_train_config({**asdict(RECIPES[kind]), **changes})
+        tok = PatchTokenizer.from_pretrained(resolve_model(tokenizer))
+        decoding = DecodingConfig(num_steps=12) if kind == "maskgit" else DecodingConfig(num_steps=8)
+        columns = (
+            TextColumn("{task.description}"),
+            BarColumn(),
+            TextColumn("{task.completed}/{task.total}"),
+            TextColumn("loss {task.fields[loss]:.3f}"),
+            TimeElapsedColumn(),
+        )
+        with Progress(*columns, console=_stderr) as bar:
+            task = bar.add_task(f"train {kind}", total=cfg.max_steps, loss=float("nan"))
+
+            def progress(step: int, total: int, loss: float, _minutes: float) -> None:
+                bar.update(task, completed=step, loss=loss)
+
+            train_generator(replace(cfg), tok, out, decoding, evaluate=make_curve_eval(), progress=progress)
+    typer.echo(f"final EMA weights: {out / 'final'} (learning curve: {out / 'curve.jsonl'})")
+
+
+_TOKENIZER_OPT = typer.Option("shapes-tokenizer", "--tokenizer", help="Tokenizer name or folder.")
+_STEPS_OPT = typer.Option(None, "--max-steps", help="Override the recipe's optimisation steps.")
+_MINUTES_OPT = typer.Option(None, "--minutes", help="Wall-clock cap; rerun the command to resume.")
+_SET_OPT = typer.Option([], "--set", help="Override a recipe field, e.g. --set batch=32 (unknown keys fail).")
+
+
+@train_app.command("maskgit")
+def train_maskgit_cmd(
+    out: Path = typer.Option(..., "--out", help="Run folder (checkpoint/, curve.jsonl, final/); resumes."),
+    tokenizer: str = _TOKENIZER_OPT,
+    max_steps: int | None = _STEPS_OPT,
+    minutes: float | None = _MINUTES_OPT,
+    overrides: list[str] = _SET_OPT,
+) -> None:
+    """Train the masked-token generator with the shipped recipe (resumes from OUT/checkpoint)."""
+    _train_generator("maskgit", out, tokenizer, max_steps, minutes, overrides)
+
+
+@train_app.command("ar")
+def train_ar_cmd(
+    out: Path = typer.Option(..., "--out", help="Run folder (checkpoint/, curve.jsonl, final/); resumes."),
+    tokenizer: str = _TOKENIZER_OPT,
+    max_steps: int | None = _STEPS_OPT,
+    minutes: float | None = _MINUTES_OPT,
+    overrides: list[str] = _SET_OPT,
+) -> None:
+    """Train the raster-order AR generator with the shipped recipe (resumes from OUT/checkpoint)."""
+    _train_generator("ar", out, tokenizer, max_steps, minutes, overrides)
 
 
 @app.command("demo")
