@@ -53,21 +53,50 @@ def test_eval_command_writes_results_summary_and_compute(model_dir, tmp_path):
     prompts = tmp_path / "p.jsonl"
     prompts.write_text("".join(json.dumps(m) + "\n" for m in _metas()))
     out = tmp_path / "run"
-    result = CliRunner().invoke(app, ["eval", "--prompts", str(prompts), "--out", str(out), "--model", str(model_dir),
-                                      "--images-per-prompt", "2", "--batch-size", "3"])
+    result = CliRunner().invoke(
+        app,
+        [
+            "eval",
+            "--prompts",
+            str(prompts),
+            "--out",
+            str(out),
+            "--model",
+            str(model_dir),
+            "--images-per-prompt",
+            "2",
+            "--batch-size",
+            "3",
+        ],
+    )
     assert result.exit_code == 0, result.output
     summary = json.loads((out / "summary.json").read_text())
     assert set(summary) >= {"overall", "tasks", "images", "prompts", "compute"}
     assert summary["compute"]["generator_forwards"] > 0 and summary["compute"]["wall_seconds"] > 0
     lines = (out / "results.jsonl").read_text().splitlines()
-    assert len(lines) == 6 and {"filename", "tag", "prompt", "correct", "reason", "metadata"} <= set(json.loads(lines[0]))
+    assert len(lines) == 6 and {"filename", "tag", "prompt", "correct", "reason", "metadata"} <= set(
+        json.loads(lines[0])
+    )
 
 
 def test_generate_same_seed_gives_identical_png_bytes_and_step_images(model_dir, tmp_path):
     runner = CliRunner()
     for name in ("a", "b"):
-        args = ["generate", "a photo of a red star", "--model", str(model_dir), "--n", "3", "--seed", "7",
-                "--out", str(tmp_path / name), "--save-steps", "--batch-size", "2"]
+        args = [
+            "generate",
+            "a photo of a red star",
+            "--model",
+            str(model_dir),
+            "--n",
+            "3",
+            "--seed",
+            "7",
+            "--out",
+            str(tmp_path / name),
+            "--save-steps",
+            "--batch-size",
+            "2",
+        ]
         assert runner.invoke(app, args).exit_code == 0
     for k in range(3):
         assert (tmp_path / "a" / f"{k:04d}.png").read_bytes() == (tmp_path / "b" / f"{k:04d}.png").read_bytes()
@@ -77,9 +106,11 @@ def test_generate_same_seed_gives_identical_png_bytes_and_step_images(model_dir,
 
 def test_generate_bad_input_is_one_line(model_dir, tmp_path):
     exe = Path(sys.executable).parent / "imgcot"
-    for args in (["generate", "a photo of a dog", "--model", str(model_dir)],
-                 ["generate", "a photo of a star", "--model", str(tmp_path / "missing")],
-                 ["generate", "a photo of a star", "--model", str(model_dir), "--n", "0"]):
+    for args in (
+        ["generate", "a photo of a dog", "--model", str(model_dir)],
+        ["generate", "a photo of a star", "--model", str(tmp_path / "missing")],
+        ["generate", "a photo of a star", "--model", str(model_dir), "--n", "0"],
+    ):
         proc = subprocess.run([str(exe), *args], capture_output=True, text=True)
         assert proc.returncode != 0
         assert proc.stderr.strip().count("\n") == 0 and proc.stderr.startswith("error:")

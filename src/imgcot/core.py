@@ -127,9 +127,18 @@ def load_state(folder: str | Path) -> GenState:
     for name in ("cache", "uncond_cache"):
         layers = sorted({int(k.split(".")[1]) for k in tensors if k.startswith(name + ".")})
         caches[name] = [(tensors[f"{name}.{i}.k"], tensors[f"{name}.{i}.v"]) for i in layers] or None
-    return GenState(meta["prompts"], meta["seeds"], tensors["text"], tensors["tokens"], tensors["predicted"],
-                    meta["step"], caches["cache"], caches["uncond_cache"], tensors.get("next_logits"),
-                    meta["forwards"])
+    return GenState(
+        meta["prompts"],
+        meta["seeds"],
+        tensors["text"],
+        tensors["tokens"],
+        tensors["predicted"],
+        meta["step"],
+        caches["cache"],
+        caches["uncond_cache"],
+        tensors.get("next_logits"),
+        meta["forwards"],
+    )
 
 
 @dataclass

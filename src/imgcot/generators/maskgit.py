@@ -16,8 +16,9 @@ class MaskGITGenerator(TokenGenerator):
     def init(self, prompts: list[str], seeds: list[int]) -> GenState:
         b, n = len(prompts), self.config.transformer.image_len
         masked = torch.full((b, n), self.undecided, dtype=torch.long)
-        return GenState(list(prompts), list(seeds), self.prompt_ids(prompts), masked, masked.clone(), 0,
-                        forwards=[0] * b)
+        return GenState(
+            list(prompts), list(seeds), self.prompt_ids(prompts), masked, masked.clone(), 0, forwards=[0] * b
+        )
 
     @torch.no_grad()
     def step(self, state: GenState) -> GenState:
@@ -36,8 +37,9 @@ class MaskGITGenerator(TokenGenerator):
         ranks = (confidence + temperature * noise[..., vocab]).argsort(-1).argsort(-1)
         remask = ranks < counts[:, None]
         tokens = torch.where(remask, torch.full_like(sampled, self.undecided), sampled)
-        new = GenState(state.prompts, state.seeds, state.text, tokens, sampled, state.step + 1,
-                       forwards=list(state.forwards))
+        new = GenState(
+            state.prompts, state.seeds, state.text, tokens, sampled, state.step + 1, forwards=list(state.forwards)
+        )
         self._count(new, self.passes_per_forward)
         return new
 
@@ -52,8 +54,9 @@ class MaskGITGenerator(TokenGenerator):
         for s in range(1, d.num_steps):  # masked count at the start of step s is n * schedule(s - 1)
             if n * schedule(s - 1, d.num_steps) >= unknown:
                 start = s
-        return GenState(state.prompts, state.seeds, state.text, tokens, tokens.clone(), start,
-                        forwards=list(state.forwards))
+        return GenState(
+            state.prompts, state.seeds, state.text, tokens, tokens.clone(), start, forwards=list(state.forwards)
+        )
 
     def log_prob(self, prompts: list[str], tokens: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         """Masked-position estimate: sum of log p(true token) over `mask` given the rest (default: all masked)."""

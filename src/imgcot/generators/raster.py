@@ -48,9 +48,18 @@ class RasterGenerator(TokenGenerator):
         """Sample `rows_per_step` token rows, one cached forward pass (x2 with guidance) per token."""
         d, grid = self.config.decoding, self.config.tokenizer.grid
         vocab = self.tokenizer.vocab_size
-        new = GenState(state.prompts, state.seeds, state.text, state.tokens.clone(), state.predicted, state.step + 1,
-                       cache=state.cache, uncond_cache=state.uncond_cache, next_logits=state.next_logits,
-                       forwards=list(state.forwards))
+        new = GenState(
+            state.prompts,
+            state.seeds,
+            state.text,
+            state.tokens.clone(),
+            state.predicted,
+            state.step + 1,
+            cache=state.cache,
+            uncond_cache=state.uncond_cache,
+            next_logits=state.next_logits,
+            forwards=list(state.forwards),
+        )
         for row in range(state.step * d.rows_per_step, (state.step + 1) * d.rows_per_step):
             noise = gumbel(row_uniform(state.seeds, row, (grid, vocab)))
             for col in range(grid):

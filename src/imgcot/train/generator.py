@@ -90,8 +90,15 @@ LOSSES = {"maskgit": maskgit_loss, "ar": ar_loss}
 
 
 def build_generator(cfg: TrainConfig, tokenizer: PatchTokenizer, decoding: DecodingConfig) -> TokenGenerator:
-    tcfg = TransformerConfig(len(WORDS), tokenizer.vocab_size, dim=cfg.dim, depth=cfg.depth, heads=cfg.heads,
-                             image_len=tokenizer.config.num_tokens, causal=cfg.kind == "ar")
+    tcfg = TransformerConfig(
+        len(WORDS),
+        tokenizer.vocab_size,
+        dim=cfg.dim,
+        depth=cfg.depth,
+        heads=cfg.heads,
+        image_len=tokenizer.config.num_tokens,
+        causal=cfg.kind == "ar",
+    )
     return GENERATORS[cfg.kind].from_config(GeneratorConfig(tcfg, tokenizer.config, decoding), tokenizer)
 
 
@@ -123,8 +130,9 @@ def _load_training_state(folder: Path, model, ema, optimizer) -> tuple[int, dict
     return meta["step"], meta["rng"]
 
 
-def train_generator(cfg: TrainConfig, tokenizer: PatchTokenizer, out: Path, decoding: DecodingConfig,
-                    evaluate=None, progress=None) -> TokenGenerator:
+def train_generator(
+    cfg: TrainConfig, tokenizer: PatchTokenizer, out: Path, decoding: DecodingConfig, evaluate=None, progress=None
+) -> TokenGenerator:
     """Train (or resume) into `out`: checkpoint/, curve.jsonl and the final EMA generator in final/."""
     torch.manual_seed(cfg.seed)
     generator = build_generator(cfg, tokenizer, decoding)
@@ -134,8 +142,11 @@ def train_generator(cfg: TrainConfig, tokenizer: PatchTokenizer, out: Path, deco
     decay, no_decay = [], []
     for name, p in model.named_parameters():
         (no_decay if p.ndim < 2 or name == "pos" else decay).append(p)
-    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
-                                   {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, betas=(0.9, 0.98))
+    optimizer = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=cfg.lr,
+        betas=(0.9, 0.98),
+    )
     step, rng_state = 0, None
     ckpt = out / "checkpoint"
     if (ckpt / "state.json").is_file():
