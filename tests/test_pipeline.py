@@ -12,7 +12,8 @@ import pytest
 from typer.testing import CliRunner
 
 from imgcot.cli import app
-from imgcot.pipeline import eval_generate, finished, prompt_folder
+from imgcot.geneval.layout import prompt_dir as prompt_folder
+from imgcot.pipeline import eval_generate, finished
 from imgcot.worlds.shapes.prompts import parse_prompt
 from tiny import tiny_generator
 

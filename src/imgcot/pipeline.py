@@ -2,42 +2,23 @@
 
 from __future__ import annotations
 
-import io
 import json
-import os
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
 import torch
-from PIL import Image
 
 from .core import StepwiseGenerator
+from .fileio import save_png, write_text_atomic
 from .generators.run import generate
+from .geneval.layout import prompt_dir
 from .geneval.spec import Metadata, dumps
 
 
 def image_seed(seed: int, prompt_index: int, image_index: int) -> int:
     """The seed of one image: fixed by (run seed, prompt, image), never by batch or resume."""
     return seed * 1_000_000 + prompt_index * 1_000 + image_index
-
-
-def png_bytes(image: np.ndarray) -> bytes:
-    buffer = io.BytesIO()
-    Image.fromarray(np.asarray(image, dtype=np.uint8)).save(buffer, format="PNG")
-    return buffer.getvalue()
-
-
-def save_png(image: np.ndarray, path: Path) -> None:
-    """Atomic PNG write (temp file + rename), so a killed run never leaves a half image."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(png_bytes(image))
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
 
 
 @torch.no_grad()
@@ -53,10 +34,6 @@ def generate_with_steps(
     return generator.decode(state), previews, state.forwards
 
 
-def prompt_folder(root: Path, index: int) -> Path:
-    return root / f"{index:05d}"
-
-
 def finished(folder: Path, images_per_prompt: int) -> bool:
     return (folder / "metadata.jsonl").is_file() and all(
         (folder / "samples" / f"{k:04d}.png").is_file() for k in range(images_per_prompt)
@@ -69,9 +46,7 @@ def _load_compute(root: Path) -> dict:
 
 
 def _save_compute(root: Path, compute: dict) -> None:
-    tmp = root / ".compute.json.tmp"
-    tmp.write_text(json.dumps(compute))
-    os.replace(tmp, root / "compute.json")
+    write_text_atomic(root / "compute.json", json.dumps(compute))
 
 
 def eval_generate(
@@ -86,7 +61,7 @@ def eval_generate(
     """Generate into GenEval layout, skipping prompts already finished; returns the accumulated compute."""
     root.mkdir(parents=True, exist_ok=True)
     compute = _load_compute(root)
-    todo = [i for i in range(len(metas)) if not finished(prompt_folder(root, i), images_per_prompt)]
+    todo = [i for i in range(len(metas)) if not finished(prompt_dir(root, i), images_per_prompt)]
     if on_progress:
         on_progress(len(metas) - len(todo))
     per_chunk = max(1, batch_size // images_per_prompt)
@@ -97,12 +72,10 @@ def eval_generate(
         seeds = [image_seed(seed, i, k) for i in chunk for k in range(images_per_prompt)]
         images, forwards = generate(generator, prompts, seeds, batch_size=max(batch_size, 1))
         for j, i in enumerate(chunk):
-            folder = prompt_folder(root, i)
+            folder = prompt_dir(root, i)
             for k in range(images_per_prompt):
                 save_png(images[j * images_per_prompt + k].numpy(), folder / "samples" / f"{k:04d}.png")
-            tmp = folder / ".metadata.jsonl.tmp"
-            tmp.write_text(dumps(metas[i]) + "\n")
-            os.replace(tmp, folder / "metadata.jsonl")  # written last: marks the prompt finished
+            write_text_atomic(folder / "metadata.jsonl", dumps(metas[i]) + "\n")  # last: marks the prompt finished
         compute["generator_forwards"] += int(sum(forwards))
         compute["wall_seconds"] += time.time() - began
         _save_compute(root, compute)

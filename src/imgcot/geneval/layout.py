@@ -6,16 +6,13 @@ never sees a half-written file.
 
 from __future__ import annotations
 
-import io
-import os
 import re
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
+from ..fileio import png_bytes, write_bytes_atomic, write_text_atomic
 from .spec import Metadata, MetadataError, dumps, read_metadata
 
 METADATA_FILE = "metadata.jsonl"
@@ -29,34 +26,6 @@ def prompt_dir(root: str | Path, index: int) -> Path:
 
 def sample_path(root: str | Path, index: int, image_index: int) -> Path:
     return prompt_dir(root, index) / SAMPLES_DIR / f"{image_index:04d}.png"
-
-
-def write_bytes_atomic(path: str | Path, data: bytes) -> None:
-    """Write `data` to a temporary sibling of `path`, then move it into place."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def write_text_atomic(path: str | Path, text: str) -> None:
-    write_bytes_atomic(path, text.encode("utf-8"))
-
-
-def png_bytes(image: np.ndarray) -> bytes:
-    """PNG encoding of an (H, W, 3) uint8 image."""
-    image = np.ascontiguousarray(image, dtype=np.uint8)
-    if image.ndim != 3 or image.shape[-1] != 3:
-        raise ValueError(f"expected an (H, W, 3) image, got shape {image.shape}")
-    buffer = io.BytesIO()
-    Image.fromarray(image).save(buffer, format="PNG")
-    return buffer.getvalue()
 
 
 def write_prompt_folder(root: str | Path, index: int, meta: Metadata, images: Sequence[np.ndarray]) -> Path:

@@ -17,8 +17,9 @@ import numpy as np
 from PIL import Image
 
 from .detector import Detector
+from .judge import judge
 from .layout import list_prompt_dirs, list_samples, read_prompt_metadata, write_text_atomic
-from .rules import Detections, evaluate, keep_confident
+from .rules import Detections
 from .spec import Metadata, dumps
 
 RESULTS_FILE = "results.jsonl"
@@ -60,8 +61,7 @@ def score_image(path: str | Path, meta: Metadata, detector: Detector) -> Record:
         image = load_image(path)
     except Exception as err:  # PIL raises OSError, SyntaxError, ValueError, ... for broken files
         return _record(path, meta, False, f"unreadable image: {err or type(err).__name__}", "{}")
-    kept = keep_confident(detector.detect(image), meta["tag"])
-    correct, reason = evaluate(meta, kept, image, detector.classify_colors)
+    correct, reason, kept = judge(meta, image, detector)
     return _record(path, meta, correct, reason, _details(kept))
 
 

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import asdict, fields, is_dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
+
+from ..fileio import write_bytes_atomic, write_text_atomic
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -49,27 +49,14 @@ def _dataclass_type(cls: type, name: str) -> type | None:
     return hint if isinstance(hint, type) and is_dataclass(hint) else None
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(text)
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
-
-
 def save_checkpoint(folder: str | Path, config: Any, state: dict[str, torch.Tensor], kind: str) -> Path:
     """Write config.json (with a `kind` tag) and model.safetensors, each atomically."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     payload = {"kind": kind, **(asdict(config) if is_dataclass(config) else config)}
-    atomic_write_text(folder / CONFIG_NAME, json.dumps(payload, indent=2) + "\n")
+    write_text_atomic(folder / CONFIG_NAME, json.dumps(payload, indent=2) + "\n")
     tensors = {k: v.detach().contiguous().cpu() for k, v in state.items()}
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".weights.")
-    os.close(fd)
-    save_file(tensors, tmp)
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, folder / WEIGHTS_NAME)
+    write_bytes_atomic(folder / WEIGHTS_NAME, save(tensors))
     return folder
 
 

@@ -13,16 +13,18 @@ decoded to the end, its extra forward passes counted.
 
 from __future__ import annotations
 
+from typing import Protocol
+
 import torch
 
-from ..core import OutcomeVerifier, StepVerifier, StepwiseGenerator, concat_states
+from ..core import OutcomeVerifier, StepVerifier, StepwiseGenerator
 from .result import SearchResult
 from .tracker import Key, Rows, Tracker, best
 
 THRESHOLD = 0.5  # a "yes" probability at or above this is a yes
 
 
-class ParmVerifier(StepVerifier, OutcomeVerifier):
+class ParmVerifier(StepVerifier, OutcomeVerifier, Protocol):
     """What PARM needs: step judgments (clarity, potential) and the outcome question."""
 
 
@@ -55,7 +57,7 @@ def _gate_and_prune(track: Tracker, verifier: StepVerifier, rows: Rows, unjudged
         return rows, rows.select([])
     sub = rows.select(asked)
     score = track.judge(verifier, sub)
-    clarity, potential = score.clarity.float().cpu().tolist(), score.potential.float().cpu().tolist()
+    clarity, potential = score.clarity.detach().cpu().double().tolist(), score.potential.detach().cpu().double().tolist()
     track.ask(sub.keys)  # the clarity question
     hopeless = set()
     for key, c, pot in zip(sub.keys, clarity, potential, strict=True):
@@ -103,6 +105,3 @@ def _finish_fallbacks(track: Tracker, pruned: list[Rows], chosen: list[int | Non
             rows = track.run_to_end(cut.select(index))
             for key, image in zip(rows.keys, track.decode(rows).numpy(), strict=True):
                 chosen[key[0]], finals[key[0]] = key[1], image
-
-
-__all__ = ["parm", "concat_states"]

@@ -27,7 +27,7 @@ def step_search(
     while not generator.is_done(path.state):
         keys = [(p, k) for p, row in enumerate(seeds) for k in range(len(row))]
         branches = track.step(track.fork(path, [p for p, _ in keys], keys))
-        values = track.judge(verifier, branches).value.float().cpu().tolist()
+        values = track.judge(verifier, branches).value.detach().cpu().double().tolist()
         track.ask(keys)  # the value question, once per branch
         kept = _keep_best(track, branches.keys, values, branches.state.step)
         path = branches.select(kept)

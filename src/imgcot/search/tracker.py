@@ -111,7 +111,7 @@ class Tracker:
 
     def score(self, verifier: OutcomeVerifier, keys: list[Key], images: torch.Tensor) -> list[float]:
         """The outcome question on final images; recorded in the candidates' traces."""
-        scores = verifier.score([self.prompts[p] for p, _ in keys], images).float().cpu().tolist()
+        scores = verifier.score([self.prompts[p] for p, _ in keys], images).detach().cpu().double().tolist()
         self.ask(keys)
         for key, s in zip(keys, scores, strict=True):
             self.trace(key).outcome = float(s)

@@ -18,10 +18,11 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
+from ..fileio import write_text_atomic
 from ..generators.base import DecodingConfig, GeneratorConfig, TokenGenerator
 from ..generators.maskgit import MaskGITGenerator
 from ..generators.raster import RasterGenerator
-from ..nn.io import atomic_write_text, config_from_dict
+from ..nn.io import config_from_dict
 from ..nn.tokenizer import PatchTokenizer
 from ..nn.transformer import Transformer, TransformerConfig
 from ..worlds.shapes.text import WORDS, null_prompts
@@ -113,7 +114,7 @@ def _save_training_state(folder: Path, model, ema, optimizer, step: int, rng_sta
     tmp = folder / ".state.safetensors.tmp"
     save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp))
     tmp.replace(folder / "state.safetensors")
-    atomic_write_text(folder / "state.json", json.dumps({"step": step, "rng": rng_state, "config": asdict(cfg)}))
+    write_text_atomic(folder / "state.json", json.dumps({"step": step, "rng": rng_state, "config": asdict(cfg)}))
 
 
 def _load_training_state(folder: Path, model, ema, optimizer) -> tuple[int, dict]:
@@ -205,7 +206,7 @@ def _elapsed(out: Path) -> float:
 
 
 def _save_elapsed(out: Path, seconds: float) -> None:
-    atomic_write_text(out / "checkpoint" / "elapsed.json", json.dumps({"seconds": seconds}))
+    write_text_atomic(out / "checkpoint" / "elapsed.json", json.dumps({"seconds": seconds}))
 
 
 def load_train_config(data: dict) -> TrainConfig:
