@@ -263,6 +263,12 @@ class Brightness:
         return StepScore(torch.full((b,), step / num_steps), potential, self.score(prompts, previews))
 
 
+class Flat:
+    def judge(self, prompts, previews, step, num_steps):
+        zeros = torch.zeros(len(prompts))
+        return StepScore(zeros, zeros, zeros)
+
+
 @pytest.fixture(params=["maskgit", "ar"], scope="module")
 def tiny(request, tmp_path_factory):
     return tiny_generator(request.param, tmp_path_factory.mktemp(request.param))
@@ -290,5 +296,7 @@ def test_every_strategy_runs_end_to_end_on_tiny_generators(tiny):
             if name == "orm":
                 brightness = [float(everything[3 * p + k].float().mean()) for k in range(3)]
                 assert r.chosen == int(np.argmax(brightness))
+    ties = run_strategy("prm", tiny, prompts, seeds, Flat())  # all values tie: branch 0 every step
+    assert all(np.array_equal(r.image, plain[p].numpy()) for p, r in enumerate(ties))
     per_row = spent["baseline"] // 2
     assert spent["orm"] == 3 * spent["baseline"] and spent["parm"] <= spent["orm"] + per_row

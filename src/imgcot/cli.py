@@ -19,6 +19,7 @@ import typer
 from rich.console import Console
 from rich.progress import track
 
+from .fileio import write_text_atomic
 from .geneval.detector import Detector
 from .geneval.layout import stale_entries
 from .geneval.score import SUMMARY_FILE, format_summary, score_folder
@@ -255,7 +256,7 @@ def eval_cmd(
             "wall_seconds": round(compute["wall_seconds"], 3),
         }
         summary["model"] = model
-        (out / SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n")
+        write_text_atomic(out / SUMMARY_FILE, json.dumps(summary, indent=2) + "\n")
     typer.echo(format_summary(summary))
     typer.echo(
         f"\ncompute: {compute['generator_forwards']} generator forward passes, "
@@ -367,12 +368,22 @@ def train_ar_cmd(
 
 
 @app.command("demo")
-def demo(out: Path = typer.Option(Path("runs/demo"), "--out", help="Output folder.")) -> None:
-    """Render ground truth for a small subset of the shipped benchmark, score it, print the summary."""
+def demo(
+    out: Path = typer.Option(Path("runs/demo"), "--out", help="Output folder."),
+    model: str = typer.Option("shapes-maskgit", "--model", help="Registered model name or checkpoint folder."),
+) -> None:
+    """Generate for a few prompts of every tag with the shipped model, score them, print the summary."""
+    import json
+
+    from .pipeline import eval_generate
+
     with _user_errors():
         entries = subset(load_benchmark(), DEMO_PROMPTS_PER_TAG)
-        _render(entries, out, 0, DEMO_IMAGES_PER_PROMPT, 32)
+        generator = _load_model(model)
+        compute = eval_generate(generator, entries, out, DEMO_IMAGES_PER_PROMPT, seed=0, batch_size=64)
         _, summary = score_folder(out, ShapesDetector(), progress=_progress("scoring"))
+        summary["compute"] = {k: compute[k] for k in ("generator_forwards", "wall_seconds")}
+        write_text_atomic(out / SUMMARY_FILE, json.dumps(summary, indent=2) + "\n")
     typer.echo(format_summary(summary))
     typer.echo(f"\nimages:  {out}/<prompt>/samples/*.png\nresults: {out / 'results.jsonl'}")
     typer.echo(f"summary: {out / SUMMARY_FILE}")

@@ -173,7 +173,8 @@ def _prompt_section(r: SearchResult, p: int) -> str:
     return (
         f"<h2>{p}. {html.escape(r.prompt)}</h2>"
         f"<div>chosen: candidate {r.chosen} {_img_tag(r.image, 'chosen image')}</div>"
-        f"<div class='j'>{c.generator_forwards} generator forward passes, {c.verifier_calls} verifier calls</div>"
+        f"<div class='j'>{c.generator_forwards} generator forward passes, {c.verifier_calls} verifier calls, "
+        f"{sum(t.pruned_at is not None for t in r.candidates)} of {len(r.candidates)} candidates pruned</div>"
         f"<table><tr><th>candidate</th>{head}<th>final</th></tr>{rows}</table>"
     )
 

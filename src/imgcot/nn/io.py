@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import typing
 from dataclasses import asdict, fields, is_dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -23,30 +24,19 @@ class CheckpointError(ValueError):
 
 def config_from_dict(cls: type[T], data: dict[str, Any]) -> T:
     """Build a (possibly nested) frozen dataclass config from a dict; unknown keys are an error."""
-    known = {f.name: f for f in fields(cls)}
-    unknown = set(data) - set(known)
+    hints = typing.get_type_hints(cls)
+    unknown = set(data) - {f.name for f in fields(cls)}
     if unknown:
         raise CheckpointError(f"{cls.__name__}: unknown config keys {sorted(unknown)}")
     kwargs = {}
     for name, value in data.items():
-        ftype = known[name].type
-        sub = _dataclass_type(cls, name)
-        kwargs[name] = config_from_dict(sub, value) if sub is not None and isinstance(value, dict) else value
-        if isinstance(value, list) and ftype and "tuple" in str(ftype):
-            kwargs[name] = tuple(value)
+        hint = hints[name]
+        if is_dataclass(hint) and isinstance(value, dict):
+            value = config_from_dict(hint, value)
+        elif isinstance(value, list):
+            value = tuple(value)  # configs are frozen: JSON lists come back as tuples
+        kwargs[name] = value
     return cls(**kwargs)
-
-
-def _dataclass_type(cls: type, name: str) -> type | None:
-    hints = getattr(cls, "__annotations__", {})
-    import typing
-
-    try:
-        hints = typing.get_type_hints(cls)
-    except Exception:  # noqa: BLE001 - forward refs we cannot resolve are not nested configs
-        return None
-    hint = hints.get(name)
-    return hint if isinstance(hint, type) and is_dataclass(hint) else None
 
 
 def save_checkpoint(folder: str | Path, config: Any, state: dict[str, torch.Tensor], kind: str) -> Path:

@@ -22,7 +22,7 @@ def baseline(
     """Plain generation: candidate 0 of each prompt, one row per prompt, no verifier."""
     track = Tracker("baseline", generator, prompts, seeds, record_previews)
     rows = track.run_to_end(track.start([(p, 0) for p in range(len(prompts))]))
-    images = track.decode(rows).numpy()
+    images = track.decode(rows).cpu().numpy()
     return track.finish([0] * len(prompts), list(images), candidates=1)
 
 
@@ -47,5 +47,5 @@ def best_of_n(
             chosen.append(best(dict(enumerate(scores))))
         else:
             chosen.append(0)
-        finals.append(images[index[chosen[-1]]].numpy())
+        finals.append(images[index[chosen[-1]]].cpu().numpy())
     return track.finish(chosen, finals)

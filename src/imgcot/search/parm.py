@@ -19,7 +19,7 @@ import torch
 
 from ..core import OutcomeVerifier, StepVerifier, StepwiseGenerator
 from .result import SearchResult
-from .tracker import Key, Rows, Tracker, best
+from .tracker import Key, Rows, Tracker, best, floats
 
 THRESHOLD = 0.5  # a "yes" probability at or above this is a yes
 
@@ -57,7 +57,7 @@ def _gate_and_prune(track: Tracker, verifier: StepVerifier, rows: Rows, unjudged
         return rows, rows.select([])
     sub = rows.select(asked)
     score = track.judge(verifier, sub)
-    clarity, potential = score.clarity.detach().cpu().double().tolist(), score.potential.detach().cpu().double().tolist()
+    clarity, potential = floats(score.clarity), floats(score.potential)
     track.ask(sub.keys)  # the clarity question
     hopeless = set()
     for key, c, pot in zip(sub.keys, clarity, potential, strict=True):
@@ -82,13 +82,14 @@ def _best_of_survivors(
     chosen: list[int | None] = [None] * len(track.prompts)
     finals: list = [None] * len(track.prompts)
     for p in range(len(track.prompts)):
-        index = [i for i, key in enumerate(rows.keys) if key[0] == p]
-        if not index:
-            continue
-        keys = [rows.keys[i] for i in index]
-        scores = track.score(verifier, keys, images[index]) if len(index) > 1 else [1.0]
-        pick = best({k: s for (_, k), s in zip(keys, scores, strict=True)})
-        chosen[p], finals[p] = pick, images[index[[k for _, k in keys].index(pick)]].numpy()
+        row_of = {key[1]: i for i, key in enumerate(rows.keys) if key[0] == p}  # candidate -> batch row
+        if len(row_of) > 1:
+            scores = track.score(verifier, [(p, k) for k in row_of], images[list(row_of.values())])
+            chosen[p] = best(dict(zip(row_of, scores, strict=True)))
+        elif row_of:
+            chosen[p] = next(iter(row_of))  # one survivor: nothing to ask
+        if chosen[p] is not None:
+            finals[p] = images[row_of[chosen[p]]].cpu().numpy()
     return chosen, finals
 
 
@@ -103,5 +104,5 @@ def _finish_fallbacks(track: Tracker, pruned: list[Rows], chosen: list[int | Non
         index = [i for i, key in enumerate(cut.keys) if key in revive]
         if index:
             rows = track.run_to_end(cut.select(index))
-            for key, image in zip(rows.keys, track.decode(rows).numpy(), strict=True):
+            for key, image in zip(rows.keys, track.decode(rows).cpu().numpy(), strict=True):
                 chosen[key[0]], finals[key[0]] = key[1], image

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from ..core import StepVerifier, StepwiseGenerator
 from .result import SearchResult
-from .tracker import Tracker, best
+from .tracker import Tracker, best, floats
 
 
 def step_search(
@@ -27,11 +27,11 @@ def step_search(
     while not generator.is_done(path.state):
         keys = [(p, k) for p, row in enumerate(seeds) for k in range(len(row))]
         branches = track.step(track.fork(path, [p for p, _ in keys], keys))
-        values = track.judge(verifier, branches).value.detach().cpu().double().tolist()
+        values = floats(track.judge(verifier, branches).value)
         track.ask(keys)  # the value question, once per branch
         kept = _keep_best(track, branches.keys, values, branches.state.step)
         path = branches.select(kept)
-    images = track.decode(path).numpy()
+    images = track.decode(path).cpu().numpy()
     return track.finish([k for _, k in path.keys], list(images))
 
 

@@ -32,6 +32,11 @@ class Rows:
         return Rows(self.state.select(index), [self.keys[i] for i in index], previews)
 
 
+def floats(values: torch.Tensor) -> list[float]:
+    """A verifier's (B,) answers as Python floats (exact for float32/float64, from any device)."""
+    return values.detach().cpu().double().tolist()
+
+
 def best(scores: dict[int, float]) -> int:
     """Candidate with the highest score; ties go to the lowest index."""
     return max(sorted(scores), key=lambda k: scores[k])
@@ -78,7 +83,7 @@ class Tracker:
         self._charge(rows.keys, rows.state.forwards, state.forwards)
         out = Rows(state, rows.keys)
         if self.record:
-            for key, image in zip(rows.keys, self.preview(out).numpy(), strict=True):
+            for key, image in zip(rows.keys, self.preview(out).cpu().numpy(), strict=True):
                 self.trace(key).previews.append(image)
         return out
 
@@ -90,7 +95,7 @@ class Tracker:
     def decode(self, rows: Rows) -> torch.Tensor:
         images = self.generator.decode(rows.state)
         if self.record:
-            for key, image in zip(rows.keys, images.numpy(), strict=True):
+            for key, image in zip(rows.keys, images.cpu().numpy(), strict=True):
                 self.trace(key).final = image
         return images
 
@@ -111,7 +116,7 @@ class Tracker:
 
     def score(self, verifier: OutcomeVerifier, keys: list[Key], images: torch.Tensor) -> list[float]:
         """The outcome question on final images; recorded in the candidates' traces."""
-        scores = verifier.score([self.prompts[p] for p, _ in keys], images).detach().cpu().double().tolist()
+        scores = floats(verifier.score([self.prompts[p] for p, _ in keys], images))
         self.ask(keys)
         for key, s in zip(keys, scores, strict=True):
             self.trace(key).outcome = float(s)

@@ -55,8 +55,8 @@ class TrainConfig:
 
 # The shipped models' recipes: `imgcot train maskgit|ar` reruns exactly these.
 RECIPES = {
-    "maskgit": TrainConfig(kind="maskgit", max_steps=10_000, minutes=180.0),
-    "ar": TrainConfig(kind="ar", max_steps=8_000, minutes=180.0),
+    "maskgit": TrainConfig(kind="maskgit", max_steps=3_000, minutes=180.0, eval_every=250),
+    "ar": TrainConfig(kind="ar", max_steps=5_000, minutes=180.0, eval_every=500),
 }
 
 
