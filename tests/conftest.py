@@ -22,3 +22,11 @@ def _block_network(monkeypatch: pytest.MonkeyPatch) -> None:
 
     monkeypatch.setattr(socket.socket, "connect", _guard(real_connect))
     monkeypatch.setattr(socket.socket, "connect_ex", _guard(real_connect_ex))
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _one_torch_thread() -> None:
+    """Tests run tiny models: one intra-op thread avoids oversubscribing a 2-core machine."""
+    import torch
+
+    torch.set_num_threads(1)

@@ -19,7 +19,7 @@ import typer
 from rich.console import Console
 from rich.progress import track
 
-from .fileio import write_text_atomic
+from .fileio import save_png, write_text_atomic
 from .geneval.detector import Detector
 from .geneval.layout import stale_entries
 from .geneval.score import SUMMARY_FILE, format_summary, score_folder
@@ -186,36 +186,73 @@ def _positive(name: str, value: int) -> int:
     return value
 
 
+_STRATEGY_OPT = typer.Option("baseline", "--strategy", help="baseline, orm-zs, orm, prm, parm or oracle.")
+_VERIFIER_OPT = typer.Option(None, "--verifier", help="Verifier name or folder (default: the shipped one).")
+
+
+def _strategy_verifier(strategy: str, verifier: str | None, metas: Sequence[Metadata]):
+    """The verifier a strategy's role needs: the GenEval oracle, or a learned verifier (shipped or a folder)."""
+    from .search import get_strategy
+    from .verifiers.registry import load_verifier
+
+    role = get_strategy(strategy).verifier
+    if role is None:
+        return None
+    lookup = {m["prompt"]: m for m in metas}
+    return load_verifier(role, verifier, metadata=lookup.__getitem__)
+
+
 @app.command("generate")
 def generate_cmd(
     prompt: str = typer.Argument(..., help="A shapes prompt, e.g. 'a photo of a red star'."),
     model: str = typer.Option("shapes-maskgit", "--model", help="Registered model name or checkpoint folder."),
-    seed: int = typer.Option(0, "--seed", help="Image k uses seed image_seed(seed, 0, k)."),
-    n: int = typer.Option(1, "--n", help="Number of images."),
+    seed: int = typer.Option(0, "--seed", help="Candidate seeds derive from image_seed(seed, 0, 0)."),
+    n: int = typer.Option(1, "--n", help="Candidates N (baseline writes all N; a strategy writes its choice)."),
     batch_size: int = typer.Option(64, "--batch-size", help="Rows per forward pass."),
     out: Path = typer.Option(Path("runs/generate"), "--out", help="Output folder."),
     save_steps: bool = typer.Option(False, "--save-steps", help="Also write every step's intermediate image."),
+    strategy: str = _STRATEGY_OPT,
+    verifier: str | None = _VERIFIER_OPT,
+    trace: bool = typer.Option(False, "--trace", help="Write trace.json and an HTML view of every step."),
 ) -> None:
-    """Generate images for one prompt (and, with --save-steps, every step's intermediate image)."""
-    from .pipeline import generate_with_steps, image_seed, save_png
+    """Generate images for one prompt, plainly (baseline) or with a verifier-guided search strategy."""
+    from .pipeline import image_seed
+    from .search import candidate_seeds, run_strategy, total_compute
+    from .trace_html import write_trace
 
     with _user_errors():
         meta = parse_prompt(prompt)
         _positive("--n", n)
         _positive("--batch-size", batch_size)
         generator = _load_model(model)
-        written = 0
-        for start in range(0, n, batch_size):
-            seeds = [image_seed(seed, 0, k) for k in range(start, min(n, start + batch_size))]
-            images, previews, _ = generate_with_steps(generator, meta["prompt"], seeds)
-            for j, image in enumerate(images.numpy()):
-                save_png(image, out / f"{start + j:04d}.png")
-                written += 1
-                for step, preview in enumerate(previews if save_steps else []):
-                    save_png(preview[j].numpy(), out / "steps" / f"{start + j:04d}" / f"step_{step:02d}.png")
+        seeds = candidate_seeds(image_seed(seed, 0, 0), n)
+        judge_with = _strategy_verifier(strategy, verifier, [meta])
+        record = save_steps or trace
+        if strategy == "baseline":  # every candidate is an output image, batch_size rows at a time
+            groups = [seeds[i : i + batch_size] for i in range(0, n, batch_size)]
+            results = [
+                r
+                for g in groups
+                for r in run_strategy(
+                    "baseline", generator, [meta["prompt"]] * len(g), [[s] for s in g], record_previews=record
+                )
+            ]
+        else:
+            results = run_strategy(strategy, generator, [meta["prompt"]], [seeds], judge_with, record_previews=record)
+        for k, result in enumerate(results):
+            save_png(result.image, out / f"{k:04d}.png")
+            for cand in result.candidates if save_steps else []:
+                name = f"{k:04d}" if strategy == "baseline" else f"cand{cand.index:02d}"
+                for step, preview in enumerate(cand.previews or []):
+                    save_png(preview, out / "steps" / name / f"step_{step:02d}.png")
+        page = write_trace(results, out) if trace else None
+        spent = total_compute(results)
     typer.echo(
-        f"wrote {written} image(s) for {meta['prompt']!r} to {out}" + (" (+ step images)" if save_steps else "")
+        f"wrote {len(results)} image(s) for {meta['prompt']!r} to {out} ({strategy}, N={n}; "
+        f"{spent.generator_forwards} generator forwards, {spent.verifier_calls} verifier calls)"
     )
+    if page is not None:
+        typer.echo(f"trace: {page}")
 
 
 @app.command("eval")
@@ -226,6 +263,9 @@ def eval_cmd(
     images_per_prompt: int = typer.Option(4, "--images-per-prompt", help="Images per prompt."),
     seed: int = typer.Option(0, "--seed", help="Run seed; image k of prompt i uses image_seed(seed, i, k)."),
     batch_size: int = typer.Option(64, "--batch-size", help="Rows per forward pass (several prompts share it)."),
+    strategy: str = _STRATEGY_OPT,
+    n: int = typer.Option(1, "--n", help="Candidates per image for a search strategy."),
+    verifier: str | None = _VERIFIER_OPT,
 ) -> None:
     """Generate in GenEval layout, score it, write results.jsonl and summary.json (with compute)."""
     import json
@@ -238,9 +278,11 @@ def eval_cmd(
         entries = read_shapes_metadata(prompts) if prompts is not None else load_benchmark()
         _positive("--images-per-prompt", images_per_prompt)
         _positive("--batch-size", batch_size)
+        _positive("--n", n)
         generator = _load_model(model)
+        judge_with = _strategy_verifier(strategy, verifier, entries)
         with Progress(console=_stderr, transient=True) as bar:
-            task = bar.add_task("generating", total=len(entries))
+            task = bar.add_task(f"{strategy} N={n}", total=len(entries))
             compute = eval_generate(
                 generator,
                 entries,
@@ -248,19 +290,23 @@ def eval_cmd(
                 images_per_prompt,
                 seed,
                 batch_size,
+                strategy,
+                n,
+                judge_with,
                 on_progress=lambda k: bar.advance(task, k),
             )
         _, summary = score_folder(out, ShapesDetector(), progress=_progress("scoring"))
         summary["compute"] = {
             "generator_forwards": compute["generator_forwards"],
+            "verifier_calls": compute["verifier_calls"],
             "wall_seconds": round(compute["wall_seconds"], 3),
         }
-        summary["model"] = model
+        summary.update({"model": model, "strategy": strategy, "n": n, "seed": seed})
         write_text_atomic(out / SUMMARY_FILE, json.dumps(summary, indent=2) + "\n")
     typer.echo(format_summary(summary))
     typer.echo(
         f"\ncompute: {compute['generator_forwards']} generator forward passes, "
-        f"{compute['wall_seconds']:.1f} s generating"
+        f"{compute['verifier_calls']} verifier calls, {compute['wall_seconds']:.1f} s"
     )
     typer.echo(f"results: {out / 'results.jsonl'}\nsummary: {out / SUMMARY_FILE}")
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -11,9 +10,9 @@ import torch
 
 from .core import StepwiseGenerator
 from .fileio import save_png, write_text_atomic
-from .generators.run import generate
 from .geneval.layout import prompt_dir
 from .geneval.spec import Metadata, dumps
+from .search import candidate_seeds, run_strategy, total_compute
 
 
 def image_seed(seed: int, prompt_index: int, image_index: int) -> int:
@@ -42,7 +41,9 @@ def finished(folder: Path, images_per_prompt: int) -> bool:
 
 def _load_compute(root: Path) -> dict:
     path = root / "compute.json"
-    return json.loads(path.read_text()) if path.is_file() else {"generator_forwards": 0, "wall_seconds": 0.0}
+    if path.is_file():
+        return json.loads(path.read_text())
+    return {"generator_forwards": 0, "verifier_calls": 0, "wall_seconds": 0.0}
 
 
 def _save_compute(root: Path, compute: dict) -> None:
@@ -56,28 +57,36 @@ def eval_generate(
     images_per_prompt: int = 4,
     seed: int = 0,
     batch_size: int = 64,
+    strategy: str = "baseline",
+    n: int = 1,
+    verifier: object | None = None,
     on_progress: Callable[[int], None] | None = None,
 ) -> dict:
-    """Generate into GenEval layout, skipping prompts already finished; returns the accumulated compute."""
+    """Generate into GenEval layout with a search strategy, skipping prompts already finished.
+
+    Image k of prompt i is the strategy's choice among the N candidates `candidate_seeds(image_seed(seed, i, k), N)`;
+    candidates of several prompts share each batch (about `batch_size` rows). Returns the accumulated compute.
+    """
     root.mkdir(parents=True, exist_ok=True)
     compute = _load_compute(root)
     todo = [i for i in range(len(metas)) if not finished(prompt_dir(root, i), images_per_prompt)]
     if on_progress:
         on_progress(len(metas) - len(todo))
-    per_chunk = max(1, batch_size // images_per_prompt)
+    per_chunk = max(1, batch_size // (images_per_prompt * n))
     for start in range(0, len(todo), per_chunk):
         chunk = todo[start : start + per_chunk]
-        began = time.time()
         prompts = [metas[i]["prompt"] for i in chunk for _ in range(images_per_prompt)]
-        seeds = [image_seed(seed, i, k) for i in chunk for k in range(images_per_prompt)]
-        images, forwards = generate(generator, prompts, seeds, batch_size=max(batch_size, 1))
+        seeds = [candidate_seeds(image_seed(seed, i, k), n) for i in chunk for k in range(images_per_prompt)]
+        results = run_strategy(strategy, generator, prompts, seeds, verifier)
         for j, i in enumerate(chunk):
             folder = prompt_dir(root, i)
             for k in range(images_per_prompt):
-                save_png(images[j * images_per_prompt + k].numpy(), folder / "samples" / f"{k:04d}.png")
+                save_png(results[j * images_per_prompt + k].image, folder / "samples" / f"{k:04d}.png")
             write_text_atomic(folder / "metadata.jsonl", dumps(metas[i]) + "\n")  # last: marks the prompt finished
-        compute["generator_forwards"] += int(sum(forwards))
-        compute["wall_seconds"] += time.time() - began
+        spent = total_compute(results)
+        compute["generator_forwards"] += spent.generator_forwards
+        compute["verifier_calls"] += spent.verifier_calls
+        compute["wall_seconds"] += spent.wall_seconds
         _save_compute(root, compute)
         if on_progress:
             on_progress(len(chunk))
