@@ -189,10 +189,11 @@ def test_render_refuses_to_leave_stale_folders(tmp_path: Path, prompts: Path) ->
 def test_demo_writes_images_results_and_summary(tmp_path: Path) -> None:
     result = _run("demo", "--out", tmp_path / "demo")
     assert result.exit_code == 0, result.stderr
-    assert "Overall score (avg. over tasks): 1.00000" in result.stdout
+    assert "Overall score (avg. over tasks):" in result.stdout
     assert (tmp_path / "demo" / "00000" / "samples" / "0000.png").is_file()
-    assert json.loads((tmp_path / "demo" / "summary.json").read_text())["n_prompts"] == 2 * len(TAGS)
-    assert _run("demo", "--out", tmp_path / "demo").exit_code == 0  # a rerun overwrites its own files
+    summary = json.loads((tmp_path / "demo" / "summary.json").read_text())
+    assert summary["n_prompts"] == 2 * len(TAGS) and summary["compute"]["generator_forwards"] > 0
+    assert _run("demo", "--out", tmp_path / "demo").exit_code == 0  # a rerun resumes: nothing left to do
 
 
 def test_score_records_an_unreadable_image_and_goes_on(tmp_path: Path, prompts: Path) -> None:
