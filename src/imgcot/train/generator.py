@@ -56,7 +56,7 @@ class TrainConfig:
 # The shipped models' recipes: `imgcot train maskgit|ar` reruns exactly these.
 RECIPES = {
     "maskgit": TrainConfig(kind="maskgit", max_steps=3_000, minutes=180.0, eval_every=250),
-    "ar": TrainConfig(kind="ar", max_steps=5_000, minutes=180.0, eval_every=500),
+    "ar": TrainConfig(kind="ar", max_steps=1_500, minutes=180.0, eval_every=250),
 }
 
 

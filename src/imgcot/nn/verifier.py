@@ -1,0 +1,125 @@
+"""A small verifier network for shapes images: one joint transformer over [CLS | step | prompt words | patches].
+
+It stands in for the paper's LLaVA-OneVision judge (shared/method.md section 3): where the paper reads the
+probability of "yes" to one question, this network has one logit per question (head):
+
+- ``outcome``: does the final image match the prompt? (ORM, and PARM's final best-of-N')
+- ``value``: will some continuation of this step end correct? (PRM, Math-Shepherd labels)
+- ``clarity``: is this step's image clear enough to judge its potential? (PARM)
+- ``potential``: can this path still end in an image that satisfies the prompt? (PARM)
+
+Input: (B, H, W, 3) uint8 images, (B, L) prompt word ids (worlds/shapes/text.py), the normalised step t/T and a
+"final image" flag. Images are cut into the tokenizer's 4x4 patches (after one 3x3 conv), so a patch is a token
+of the generators' grid. Prompt padding is masked out of attention.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..worlds.shapes.text import MAX_WORDS, PAD, WORDS
+
+HEADS: tuple[str, ...] = ("outcome", "value", "clarity", "potential")
+PATCH_CLASSES, PATCH_COLORS = 7, 11  # auxiliary per-patch targets: none + 6 objects, none + 10 colours
+
+
+@dataclass(frozen=True)
+class VerifierNetConfig:
+    image_size: int = 32
+    patch: int = 4
+    stem_channels: int = 32
+    text_vocab: int = len(WORDS)
+    text_len: int = MAX_WORDS
+    dim: int = 96
+    depth: int = 4
+    heads: int = 4
+    mlp_ratio: int = 2
+
+    @property
+    def num_patches(self) -> int:
+        return (self.image_size // self.patch) ** 2
+
+
+class Block(nn.Module):
+    """Pre-LN transformer block; attention through scaled_dot_product_attention with a key mask."""
+
+    def __init__(self, dim: int, heads: int, mlp_ratio: int):
+        super().__init__()
+        self.heads = heads
+        self.norm1, self.norm2 = nn.LayerNorm(dim), nn.LayerNorm(dim)
+        self.qkv, self.proj = nn.Linear(dim, 3 * dim), nn.Linear(dim, dim)
+        self.mlp = nn.Sequential(nn.Linear(dim, mlp_ratio * dim), nn.GELU(), nn.Linear(mlp_ratio * dim, dim))
+
+    def forward(self, x: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+        """x (B, S, D); keep (B, 1, 1, S) bool: keys that may be attended to."""
+        b, s, d = x.shape
+        q, k, v = self.qkv(self.norm1(x)).view(b, s, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
+        attended = F.scaled_dot_product_attention(q, k, v, attn_mask=keep)  # (B, heads, S, D / heads)
+        x = x + self.proj(attended.transpose(1, 2).reshape(b, s, d))
+        return x + self.mlp(self.norm2(x))
+
+
+class VerifierNet(nn.Module):
+    def __init__(self, config: VerifierNetConfig):
+        super().__init__()
+        c = self.config = config
+        self.stem = nn.Sequential(
+            nn.Conv2d(3, c.stem_channels, 3, padding=1),
+            nn.GELU(),
+            nn.Conv2d(c.stem_channels, c.dim, c.patch, stride=c.patch),  # one vector per 4x4 token patch
+        )
+        self.image_pos = nn.Parameter(torch.zeros(1, c.num_patches, c.dim))
+        self.words = nn.Embedding(c.text_vocab, c.dim)
+        self.text_pos = nn.Parameter(torch.zeros(1, c.text_len, c.dim))
+        self.step_embed = nn.Linear(2, c.dim)  # (t / T, final flag)
+        self.cls = nn.Parameter(torch.zeros(1, 1, c.dim))
+        self.blocks = nn.ModuleList(Block(c.dim, c.heads, c.mlp_ratio) for _ in range(c.depth))
+        self.norm = nn.LayerNorm(c.dim)
+        self.head = nn.Linear(c.dim, len(HEADS))
+        self.patch_head = nn.Linear(c.dim, PATCH_CLASSES + PATCH_COLORS)  # auxiliary: what each patch shows
+        for p in (self.image_pos, self.text_pos, self.cls):
+            nn.init.normal_(p, std=0.02)
+
+    def forward(
+        self, images: torch.Tensor, text: torch.Tensor, step_frac: torch.Tensor, final: torch.Tensor
+    ) -> torch.Tensor:
+        """Logits (B, len(HEADS)) for images (B, H, W, 3) uint8, text (B, L) ids, step_frac (B,), final (B,)."""
+        return self.head(self.encode(images, text, step_frac, final)[:, 0])
+
+    def with_patches(
+        self, images: torch.Tensor, text: torch.Tensor, step_frac: torch.Tensor, final: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Head logits (B, len(HEADS)) and per-patch logits (B, P, PATCH_CLASSES + PATCH_COLORS)."""
+        seq = self.encode(images, text, step_frac, final)
+        return self.head(seq[:, 0]), self.patch_head(seq[:, -self.config.num_patches :])
+
+    def encode(
+        self, images: torch.Tensor, text: torch.Tensor, step_frac: torch.Tensor, final: torch.Tensor
+    ) -> torch.Tensor:
+        """Normalised output sequence (B, 2 + L + P, D): [CLS, step, words, patches]."""
+        x = images.permute(0, 3, 1, 2).float() / 127.5 - 1.0  # (B, 3, H, W) in [-1, 1]
+        patches = self.stem(x).flatten(2).transpose(1, 2) + self.image_pos  # (B, P, D)
+        words = self.words(text) + self.text_pos  # (B, L, D)
+        cond = torch.stack([step_frac.float(), final.float()], -1)
+        step = self.step_embed(cond)[:, None]  # (B, 1, D)
+        b = images.shape[0]
+        seq = torch.cat([self.cls.expand(b, -1, -1), step, words, patches], 1)
+        keep = torch.ones(b, seq.shape[1], dtype=torch.bool, device=seq.device)
+        keep[:, 2 : 2 + text.shape[1]] = text != PAD  # prompt padding is never attended to
+        for block in self.blocks:
+            seq = block(seq, keep[:, None, None])
+        return self.norm(seq)
+
+
+def head_index(name: str) -> int:
+    if name not in HEADS:
+        raise ValueError(f"unknown verifier head {name!r}; known: {', '.join(HEADS)}")
+    return HEADS.index(name)
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
