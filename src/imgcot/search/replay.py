@@ -1,0 +1,119 @@
+"""Generate once, select many: decode every candidate to the end once, record what each verifier would say, and
+replay best-of-N, PARM and the oracle at any N <= the recorded N with their exact compute.
+
+Decoding is per-row deterministic (a row's noise depends on its seed and step only, never on its batch), so a
+candidate's previews, final image and forward passes are the same whether it decodes alone, in a large batch or in a
+PARM batch that prunes its neighbours. Replaying the strategies' rules on the recorded answers therefore gives the
+choices and the compute a live run would (tests/test_replay.py checks this against the live strategies). PRM forks
+from the path it follows, so it has no replay: it runs live.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ..core import StepwiseGenerator
+from ..geneval.judge import judge
+from ..geneval.spec import Metadata
+from .parm import THRESHOLD
+from .registry import candidate_seeds
+
+
+@dataclass
+class SlotRecord:
+    """Everything the selection rules need about the N candidates of one (prompt, image) slot."""
+
+    meta: Metadata
+    finals: np.ndarray  # (N, H, W, 3) uint8
+    correct: np.ndarray  # (N,) bool: the evaluator's verdict on each final image
+    clarity: np.ndarray  # (N, T - 1) PARM clarity after steps 1 .. T-1
+    potential: np.ndarray  # (N, T - 1) PARM potential after steps 1 .. T-1
+    forwards: np.ndarray  # (N, T + 1) cumulative forward passes after init and after each step
+    outcome: dict[str, np.ndarray]  # verifier name -> (N,) outcome score of each final image
+
+
+@dataclass
+class Choice:
+    index: int
+    correct: bool
+    generator_forwards: int
+    verifier_calls: int
+
+
+@torch.no_grad()
+def record_slots(
+    generator: StepwiseGenerator, metas: list[Metadata], slot_seeds: list[int], n: int, parm, outcomes: dict, detector
+) -> list[SlotRecord]:
+    """Decode the N candidates of every slot together, asking PARM's step questions after every step."""
+    seeds = [candidate_seeds(base, n) for base in slot_seeds]
+    prompts = [m["prompt"] for m in metas for _ in range(n)]
+    state = generator.init(prompts, [s for row in seeds for s in row])
+    forwards, clarity, potential = [list(state.forwards)], [], []
+    steps = generator.num_steps
+    while not generator.is_done(state):
+        state = generator.step(state)
+        forwards.append(list(state.forwards))
+        if state.step < steps:
+            score = parm.judge(prompts, generator.preview(state), state.step, steps)
+            clarity.append(score.clarity.double().numpy())
+            potential.append(score.potential.double().numpy())
+    finals = generator.decode(state)
+    scores = {name: v.score(prompts, finals).double().numpy() for name, v in outcomes.items()}
+    finals = finals.numpy()
+    correct = np.array([judge(m, im, detector)[0] for m, im in zip([m for m in metas for _ in range(n)], finals,
+                                                                     strict=True)])  # fmt: skip
+    fw, cl, po = np.array(forwards).T, np.array(clarity).T, np.array(potential).T
+    cl, po = cl.reshape(len(prompts), -1), po.reshape(len(prompts), -1)
+    out = []
+    for i, meta in enumerate(metas):
+        rows = slice(i * n, (i + 1) * n)
+        out.append(SlotRecord(meta, finals[rows], correct[rows], cl[rows], po[rows], fw[rows],
+                              {k: v[rows] for k, v in scores.items()}))  # fmt: skip
+    return out
+
+
+def _argmax(scores: np.ndarray) -> int:
+    return int(np.argmax(scores))  # the first maximum: ties go to the lowest index, as in the live strategies
+
+
+def choose_baseline(slot: SlotRecord) -> Choice:
+    return Choice(0, bool(slot.correct[0]), int(slot.forwards[0, -1]), 0)
+
+
+def choose_best_of_n(slot: SlotRecord, n: int, scores: np.ndarray) -> Choice:
+    """Best-of-N on the first n candidates; one question per image when there is a choice to make."""
+    k = _argmax(scores[:n]) if n > 1 else 0
+    return Choice(k, bool(slot.correct[k]), int(slot.forwards[:n, -1].sum()), n if n > 1 else 0)
+
+
+def choose_parm(slot: SlotRecord, n: int, outcome: np.ndarray) -> Choice:
+    """PARM's rule (search/parm.py) replayed: clarity gate, potential once, truncate, best-of-N' on survivors."""
+    forwards, calls, survivors, pruned = 0, 0, [], {}
+    for k in range(n):
+        clear = np.nonzero(slot.clarity[k] >= THRESHOLD)[0]
+        if len(clear) == 0:  # never clear: asked at every step, decoded to the end
+            calls += slot.clarity.shape[1]
+            survivors.append(k)
+            forwards += int(slot.forwards[k, -1])
+            continue
+        step = int(clear[0]) + 1  # steps are 1-based
+        calls += step + 1  # clarity at steps 1..step, potential once
+        if slot.potential[k, step - 1] < THRESHOLD:
+            pruned[k] = step
+            forwards += int(slot.forwards[k, step])
+        else:
+            survivors.append(k)
+            forwards += int(slot.forwards[k, -1])
+    if len(survivors) > 1:
+        calls += len(survivors)
+        k = survivors[_argmax(outcome[survivors])]
+    elif survivors:
+        k = survivors[0]
+    else:  # none survived: finish the path whose potential had the lowest "no"
+        potentials = np.array([slot.potential[j, pruned[j] - 1] for j in sorted(pruned)])
+        k = sorted(pruned)[_argmax(potentials)]
+        forwards += int(slot.forwards[k, -1] - slot.forwards[k, pruned[k]])
+    return Choice(k, bool(slot.correct[k]), forwards, calls)
