@@ -7,8 +7,8 @@ import torch
 
 from imgcot.core import StepScore
 from imgcot.search import run_strategy
-from imgcot.search.replay import choose_baseline, choose_best_of_n, choose_parm, record_slots
 from imgcot.search.registry import candidate_seeds
+from imgcot.search.replay import choose_baseline, choose_best_of_n, choose_parm, record_slots
 from imgcot.verifiers import OracleVerifier
 from imgcot.worlds.shapes.detector import ShapesDetector
 from imgcot.worlds.shapes.prompts import parse_prompt
