@@ -41,10 +41,10 @@ def test_replay_equals_live_strategies(generator, n):
     metas = [parse_prompt(p) for p in PROMPTS]
     bases = [1000 + i for i in range(len(PROMPTS))]
     parm, oracle = ScriptedParm(), OracleVerifier()
-    slots = record_slots(generator, metas, bases, 6, parm, {"parm": parm}, ShapesDetector())
+    slots = record_slots(generator, metas, bases, 6, {"parm": parm}, {"parm": parm}, ShapesDetector())
     seeds = [candidate_seeds(b, n) for b in bases]
     for name, verifier, choose in (
-        ("parm", parm, lambda s: choose_parm(s, n, s.outcome["parm"])),
+        ("parm", parm, lambda s: choose_parm(s, n, "parm", s.outcome["parm"])),
         ("orm", parm, lambda s: choose_best_of_n(s, n, s.outcome["parm"])),
         ("oracle", oracle, lambda s: choose_best_of_n(s, n, s.correct.astype(float))),
         ("baseline", None, choose_baseline),
@@ -61,10 +61,10 @@ def test_replay_equals_live_strategies(generator, n):
 def test_scripted_case_exercises_pruning_and_survival(generator):
     """The equality above is only meaningful if the scripted answers both prune and keep paths."""
     metas = [parse_prompt(p) for p in PROMPTS]
-    slots = record_slots(generator, metas, [1000, 1001, 1002], 6, ScriptedParm(), {}, ShapesDetector())
+    slots = record_slots(generator, metas, [1000, 1001, 1002], 6, {"p": ScriptedParm()}, {}, ShapesDetector())
     verdicts = []
     for slot in slots:
-        for clarity, potential in zip(slot.clarity, slot.potential, strict=True):
+        for clarity, potential in zip(slot.clarity["p"], slot.potential["p"], strict=True):
             clear = (clarity >= 0.5).nonzero()[0]
             if len(clear):
                 verdicts.append(bool(potential[clear[0]] >= 0.5))

@@ -29,8 +29,8 @@ class SlotRecord:
     meta: Metadata
     finals: np.ndarray  # (N, H, W, 3) uint8
     correct: np.ndarray  # (N,) bool: the evaluator's verdict on each final image
-    clarity: np.ndarray  # (N, T - 1) PARM clarity after steps 1 .. T-1
-    potential: np.ndarray  # (N, T - 1) PARM potential after steps 1 .. T-1
+    clarity: dict[str, np.ndarray]  # step judge name -> (N, T - 1) clarity after steps 1 .. T-1
+    potential: dict[str, np.ndarray]  # step judge name -> (N, T - 1) potential after steps 1 .. T-1
     forwards: np.ndarray  # (N, T + 1) cumulative forward passes after init and after each step
     outcome: dict[str, np.ndarray]  # verifier name -> (N,) outcome score of each final image
 
@@ -45,33 +45,53 @@ class Choice:
 
 @torch.no_grad()
 def record_slots(
-    generator: StepwiseGenerator, metas: list[Metadata], slot_seeds: list[int], n: int, parm, outcomes: dict, detector
+    generator: StepwiseGenerator,
+    metas: list[Metadata],
+    slot_seeds: list[int],
+    n: int,
+    judges: dict,
+    outcomes: dict,
+    detector,
 ) -> list[SlotRecord]:
-    """Decode the N candidates of every slot together, asking PARM's step questions after every step."""
+    """Decode the N candidates of every slot together, asking each step judge's questions after every step."""
     seeds = [candidate_seeds(base, n) for base in slot_seeds]
     prompts = [m["prompt"] for m in metas for _ in range(n)]
     state = generator.init(prompts, [s for row in seeds for s in row])
-    forwards, clarity, potential = [list(state.forwards)], [], []
+    forwards = [list(state.forwards)]
+    clarity: dict[str, list] = {name: [] for name in judges}
+    potential: dict[str, list] = {name: [] for name in judges}
     steps = generator.num_steps
     while not generator.is_done(state):
         state = generator.step(state)
         forwards.append(list(state.forwards))
         if state.step < steps:
-            score = parm.judge(prompts, generator.preview(state), state.step, steps)
-            clarity.append(score.clarity.double().numpy())
-            potential.append(score.potential.double().numpy())
+            previews = generator.preview(state)
+            for name, step_judge in judges.items():
+                score = step_judge.judge(prompts, previews, state.step, steps)
+                clarity[name].append(score.clarity.double().numpy())
+                potential[name].append(score.potential.double().numpy())
     finals = generator.decode(state)
     scores = {name: v.score(prompts, finals).double().numpy() for name, v in outcomes.items()}
     finals = finals.numpy()
     correct = np.array([judge(m, im, detector)[0] for m, im in zip([m for m in metas for _ in range(n)], finals,
                                                                      strict=True)])  # fmt: skip
-    fw, cl, po = np.array(forwards).T, np.array(clarity).T, np.array(potential).T
-    cl, po = cl.reshape(len(prompts), -1), po.reshape(len(prompts), -1)
+    fw = np.array(forwards).T  # (rows, T + 1)
+    cl = {k: np.array(v).T.reshape(len(prompts), -1) for k, v in clarity.items()}
+    po = {k: np.array(v).T.reshape(len(prompts), -1) for k, v in potential.items()}
     out = []
     for i, meta in enumerate(metas):
         rows = slice(i * n, (i + 1) * n)
-        out.append(SlotRecord(meta, finals[rows], correct[rows], cl[rows], po[rows], fw[rows],
-                              {k: v[rows] for k, v in scores.items()}))  # fmt: skip
+        out.append(
+            SlotRecord(
+                meta,
+                finals[rows],
+                correct[rows],
+                {k: v[rows] for k, v in cl.items()},
+                {k: v[rows] for k, v in po.items()},
+                fw[rows],
+                {k: v[rows] for k, v in scores.items()},
+            )
+        )
     return out
 
 
@@ -89,19 +109,20 @@ def choose_best_of_n(slot: SlotRecord, n: int, scores: np.ndarray) -> Choice:
     return Choice(k, bool(slot.correct[k]), int(slot.forwards[:n, -1].sum()), n if n > 1 else 0)
 
 
-def choose_parm(slot: SlotRecord, n: int, outcome: np.ndarray) -> Choice:
+def choose_parm(slot: SlotRecord, n: int, judge_name: str, outcome: np.ndarray) -> Choice:
     """PARM's rule (search/parm.py) replayed: clarity gate, potential once, truncate, best-of-N' on survivors."""
+    clarity, potential = slot.clarity[judge_name], slot.potential[judge_name]
     forwards, calls, survivors, pruned = 0, 0, [], {}
     for k in range(n):
-        clear = np.nonzero(slot.clarity[k] >= THRESHOLD)[0]
+        clear = np.nonzero(clarity[k] >= THRESHOLD)[0]
         if len(clear) == 0:  # never clear: asked at every step, decoded to the end
-            calls += slot.clarity.shape[1]
+            calls += clarity.shape[1]
             survivors.append(k)
             forwards += int(slot.forwards[k, -1])
             continue
         step = int(clear[0]) + 1  # steps are 1-based
         calls += step + 1  # clarity at steps 1..step, potential once
-        if slot.potential[k, step - 1] < THRESHOLD:
+        if potential[k, step - 1] < THRESHOLD:
             pruned[k] = step
             forwards += int(slot.forwards[k, step])
         else:
@@ -113,7 +134,7 @@ def choose_parm(slot: SlotRecord, n: int, outcome: np.ndarray) -> Choice:
     elif survivors:
         k = survivors[0]
     else:  # none survived: finish the path whose potential had the lowest "no"
-        potentials = np.array([slot.potential[j, pruned[j] - 1] for j in sorted(pruned)])
+        potentials = np.array([potential[j, pruned[j] - 1] for j in sorted(pruned)])
         k = sorted(pruned)[_argmax(potentials)]
         forwards += int(slot.forwards[k, -1] - slot.forwards[k, pruned[k]])
     return Choice(k, bool(slot.correct[k]), forwards, calls)

@@ -1,0 +1,179 @@
+"""The paper's Tables 1/3 layout on the shapes world: baseline, ORM (zero-shot / fine-tuned), PARM, oracle at N,
+from one decoding pass (search/replay.py, checked equal to the live strategies), plus the scaling plot.
+
+    python benchmarks/verification_table.py --model shapes-maskgit --n 20 --out runs/table/maskgit
+
+Each image slot (prompt i, image k) has the N candidates candidate_seeds(image_seed(seed, i, k), N), the same ones
+`imgcot eval --strategy S --n N` decodes. Records are cached per chunk under --out, so a killed run resumes.
+`--prompts dev` uses a second prompt set of our own (drawn with seed 7), never the benchmark.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from imgcot.generators.registry import load_generator
+from imgcot.geneval.judge import tag_accuracies
+from imgcot.geneval.spec import TAGS, dumps, read_metadata
+from imgcot.pipeline import image_seed
+from imgcot.search.replay import SlotRecord, choose_baseline, choose_best_of_n, choose_parm, record_slots
+from imgcot.verifiers.registry import load_verifier
+from imgcot.worlds.shapes.benchmark import load_benchmark
+from imgcot.worlds.shapes.detector import ShapesDetector
+from imgcot.worlds.shapes.sampler import random_metadata
+
+SCALING_N = (1, 2, 4, 8, 16, 20)
+
+
+def dev_prompts(per_tag: int = 40, seed: int = 7) -> list[dict]:
+    rng = np.random.default_rng(seed)
+    seen, out = set(), []
+    for tag in TAGS:
+        for _ in range(per_tag):
+            meta = random_metadata(tag, rng)
+            if meta["prompt"] not in seen:
+                seen.add(meta["prompt"])
+                out.append(meta)
+    return out
+
+
+def _save_chunk(path: Path, slots: list[SlotRecord]) -> None:
+    arrays = {"finals": np.stack([s.finals for s in slots]), "correct": np.stack([s.correct for s in slots]),
+              "forwards": np.stack([s.forwards for s in slots])}  # fmt: skip
+    for field in ("clarity", "potential", "outcome"):
+        for name in getattr(slots[0], field):
+            arrays[f"{field}.{name}"] = np.stack([getattr(s, field)[name] for s in slots])
+    tmp = path.with_suffix(".tmp.npz")
+    np.savez(tmp, **arrays)
+    tmp.replace(path)
+    path.with_suffix(".json").write_text(json.dumps([dumps(s.meta) for s in slots]))
+
+
+def _load_chunk(path: Path) -> list[SlotRecord]:
+    data = np.load(path, allow_pickle=False)
+    metas = [json.loads(m) for m in json.loads(path.with_suffix(".json").read_text())]
+    fields = {f: {k.split(".", 1)[1]: data[k] for k in data.files if k.startswith(f + ".")}
+              for f in ("clarity", "potential", "outcome")}  # fmt: skip
+    return [SlotRecord(m, data["finals"][i], data["correct"][i], {k: v[i] for k, v in fields["clarity"].items()},
+                       {k: v[i] for k, v in fields["potential"].items()}, data["forwards"][i],
+                       {k: v[i] for k, v in fields["outcome"].items()}) for i, m in enumerate(metas)]  # fmt: skip
+
+
+def collect(args, generator, metas, judges, outcomes) -> list[SlotRecord]:
+    slots_meta = [(i, k, m) for i, m in enumerate(metas) for k in range(args.images_per_prompt)]
+    records, out = [], args.out / "records"
+    out.mkdir(parents=True, exist_ok=True)
+    detector = ShapesDetector()
+    for c, start in enumerate(range(0, len(slots_meta), args.chunk)):
+        path = out / f"chunk_{c:05d}.npz"
+        if not path.is_file():
+            part = slots_meta[start : start + args.chunk]
+            bases = [image_seed(args.seed, i, k) for i, k, _ in part]
+            chunk = record_slots(generator, [m for _, _, m in part], bases, args.n, judges, outcomes, detector)
+            _save_chunk(path, chunk)
+            print(f"  chunk {c}: {start + len(part)}/{len(slots_meta)} slots", file=sys.stderr, flush=True)
+        records.extend(_load_chunk(path))
+    return records
+
+
+def rows_for(records: list[SlotRecord], n: int, parms: list[str]) -> dict[str, list]:
+    rows = {"baseline": [choose_baseline(s) for s in records]}
+    for name in ("orm-zs", "orm"):
+        if name in records[0].outcome:
+            rows[name] = [choose_best_of_n(s, n, s.outcome[name]) for s in records]
+    for name in parms:
+        rows[name] = [choose_parm(s, n, name, s.outcome[name]) for s in records]
+    rows["oracle"] = [choose_best_of_n(s, n, s.correct.astype(float)) for s in records]
+    return rows
+
+
+def summarize(records, choices) -> dict:
+    acc = tag_accuracies([s.meta["tag"] for s in records], [c.correct for c in choices])
+    acc["generator_forwards"] = int(sum(c.generator_forwards for c in choices))
+    acc["verifier_calls"] = int(sum(c.verifier_calls for c in choices))
+    return acc
+
+
+LABELS = {"baseline": "Baseline (no verifier)", "orm-zs": "+ ORM, zero-shot analogue", "orm": "+ ORM, fine-tuned",
+          "oracle": "Oracle (evaluator as verifier)"}  # fmt: skip
+
+
+def print_table(table: dict[str, dict], n: int) -> None:
+    print(f"\n| N = {n} | " + " | ".join(TAGS) + " | overall | generator forwards | verifier calls |")
+    print("|---" * (len(TAGS) + 4) + "|")
+    for name, acc in table.items():
+        label = LABELS.get(name, f"+ {name.upper()}" if not name.startswith("parm") else f"+ {name}")
+        cells = " | ".join(f"{acc[t]:.3f}" for t in TAGS)
+        print(
+            f"| {label} | {cells} | **{acc['overall']:.3f}** | {acc['generator_forwards']:,} | "
+            f"{acc['verifier_calls']:,} |"
+        )
+
+
+def plot(scaling: dict[int, dict[str, dict]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+    names = list(next(iter(scaling.values())))
+    for name in names:
+        ns = sorted(scaling)
+        left.plot(ns, [scaling[k][name]["overall"] for k in ns], marker="o", label=name)
+        right.plot([scaling[k][name]["generator_forwards"] for k in ns], [scaling[k][name]["overall"] for k in ns],
+                   marker="o", label=name)  # fmt: skip
+    left.set_xlabel("N (candidates per image)")
+    right.set_xlabel("generator forward passes (whole benchmark)")
+    right.set_xscale("log")
+    for ax in (left, right):
+        ax.set_ylabel("overall (GenEval rules)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="shapes-maskgit")
+    parser.add_argument("--n", type=int, default=20)
+    parser.add_argument("--images-per-prompt", type=int, default=4)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--prompts", default="benchmark", help="'benchmark', 'dev' or a metadata file")
+    parser.add_argument("--chunk", type=int, default=16, help="image slots decoded together")
+    parser.add_argument("--parm", nargs="+", default=["parm=shapes-parm"], help="NAME=VERIFIER for each PARM")
+    parser.add_argument("--orm", default="shapes-orm")
+    parser.add_argument("--orm-zs", default="shapes-orm-zs")
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args()
+    torch.set_grad_enabled(False)
+    print("command: python " + " ".join(sys.argv))
+    metas = {"benchmark": load_benchmark, "dev": dev_prompts}.get(args.prompts, lambda: read_metadata(args.prompts))()
+    generator = load_generator(args.model)
+    judges = dict(spec.split("=", 1) for spec in args.parm)
+    judges = {name: load_verifier("parm", path) for name, path in judges.items()}
+    outcomes = {"orm-zs": load_verifier("orm-zs", args.orm_zs), "orm": load_verifier("orm", args.orm), **judges}
+    records = collect(args, generator, metas, judges, outcomes)
+    scaling = {n: {k: summarize(records, v) for k, v in rows_for(records, n, list(judges)).items()}
+               for n in SCALING_N if n <= args.n}  # fmt: skip
+    print(f"\nmodel {args.model}, prompts {args.prompts} ({len(metas)}), {args.images_per_prompt} images per prompt")
+    print_table(scaling[max(scaling)] if args.n not in scaling else scaling[args.n], args.n)
+    if args.n not in scaling:
+        print_table({k: summarize(records, v) for k, v in rows_for(records, args.n, list(judges)).items()}, args.n)
+    print("\nscaling (overall):\n\n| N | " + " | ".join(scaling[1]) + " |\n" + "|---" * (len(scaling[1]) + 1) + "|")
+    for n, table in scaling.items():
+        print(f"| {n} | " + " | ".join(f"{acc['overall']:.3f}" for acc in table.values()) + " |")
+    plot(scaling, args.out / "scaling.png")
+    (args.out / "table.json").write_text(json.dumps({str(k): v for k, v in scaling.items()}, indent=2))
+    print(f"\nwrote {args.out / 'scaling.png'} and {args.out / 'table.json'}")
+
+
+if __name__ == "__main__":
+    main()
