@@ -109,7 +109,7 @@ def print_table(table: dict[str, dict], n: int) -> None:
     print("|---" * (len(TAGS) + 4) + "|")
     for name, acc in table.items():
         label = LABELS.get(name, f"+ {name.upper()}" if not name.startswith("parm") else f"+ {name}")
-        cells = " | ".join(f"{acc[t]:.3f}" for t in TAGS)
+        cells = " | ".join(f"{acc[t]:.3f}" if t in acc else "-" for t in TAGS)
         print(
             f"| {label} | {cells} | **{acc['overall']:.3f}** | {acc['generator_forwards']:,} | "
             f"{acc['verifier_calls']:,} |"
@@ -161,12 +161,10 @@ def main() -> None:
     judges = {name: load_verifier("parm", path) for name, path in judges.items()}
     outcomes = {"orm-zs": load_verifier("orm-zs", args.orm_zs), "orm": load_verifier("orm", args.orm), **judges}
     records = collect(args, generator, metas, judges, outcomes)
-    scaling = {n: {k: summarize(records, v) for k, v in rows_for(records, n, list(judges)).items()}
-               for n in SCALING_N if n <= args.n}  # fmt: skip
+    sizes = sorted({n for n in SCALING_N if n <= args.n} | {args.n})
+    scaling = {n: {k: summarize(records, v) for k, v in rows_for(records, n, list(judges)).items()} for n in sizes}
     print(f"\nmodel {args.model}, prompts {args.prompts} ({len(metas)}), {args.images_per_prompt} images per prompt")
-    print_table(scaling[max(scaling)] if args.n not in scaling else scaling[args.n], args.n)
-    if args.n not in scaling:
-        print_table({k: summarize(records, v) for k, v in rows_for(records, args.n, list(judges)).items()}, args.n)
+    print_table(scaling[args.n], args.n)
     print("\nscaling (overall):\n\n| N | " + " | ".join(scaling[1]) + " |\n" + "|---" * (len(scaling[1]) + 1) + "|")
     for n, table in scaling.items():
         print(f"| {n} | " + " | ".join(f"{acc['overall']:.3f}" for acc in table.values()) + " |")
