@@ -413,26 +413,60 @@ def train_ar_cmd(
     _train_generator("ar", out, tokenizer, max_steps, minutes, overrides)
 
 
+DEMO_N = 8
+DEMO_TRACE_TAGS = ("counting", "position", "color_attr")
+
+
+def _demo_eval(generator, entries, out: Path, strategy: str, verifier) -> dict:
+    """One demo row: generate in GenEval layout (resumable), score, write summary.json with compute."""
+    import json
+
+    from .pipeline import eval_generate
+
+    n = 1 if strategy == "baseline" else DEMO_N
+    compute = eval_generate(generator, entries, out, DEMO_IMAGES_PER_PROMPT, 0, 64, strategy, n, verifier)
+    _, summary = score_folder(out, ShapesDetector())
+    summary["compute"] = {k: compute[k] for k in ("generator_forwards", "verifier_calls", "wall_seconds")}
+    write_text_atomic(out / SUMMARY_FILE, json.dumps(summary, indent=2) + "\n")
+    return summary
+
+
 @app.command("demo")
 def demo(
     out: Path = typer.Option(Path("runs/demo"), "--out", help="Output folder."),
     model: str = typer.Option("shapes-maskgit", "--model", help="Registered model name or checkpoint folder."),
 ) -> None:
-    """Generate for a few prompts of every tag with the shipped model, score them, print the summary."""
-    import json
-
-    from .pipeline import eval_generate
+    """Plain generation vs PARM (N = 8) on a few prompts of every tag, plus the HTML trace of three prompts."""
+    from .search import candidate_seeds, run_strategy
+    from .trace_html import write_trace
 
     with _user_errors():
         entries = subset(load_benchmark(), DEMO_PROMPTS_PER_TAG)
         generator = _load_model(model)
-        compute = eval_generate(generator, entries, out, DEMO_IMAGES_PER_PROMPT, seed=0, batch_size=64)
-        _, summary = score_folder(out, ShapesDetector(), progress=_progress("scoring"))
-        summary["compute"] = {k: compute[k] for k in ("generator_forwards", "wall_seconds")}
-        write_text_atomic(out / SUMMARY_FILE, json.dumps(summary, indent=2) + "\n")
-    typer.echo(format_summary(summary))
-    typer.echo(f"\nimages:  {out}/<prompt>/samples/*.png\nresults: {out / 'results.jsonl'}")
-    typer.echo(f"summary: {out / SUMMARY_FILE}")
+        parm = _strategy_verifier("parm", None, entries)
+        rows = {}
+        for strategy in ("baseline", "parm"):
+            typer.echo(f"{strategy} ({'N=1' if strategy == 'baseline' else f'N={DEMO_N}'}) ...", err=True)
+            rows[strategy] = _demo_eval(generator, entries, out / strategy, strategy, parm)
+        traced = [next(m for m in entries if m["tag"] == tag) for tag in DEMO_TRACE_TAGS]
+        seeds = [candidate_seeds(1000 + i, DEMO_N) for i in range(len(traced))]
+        results = run_strategy("parm", generator, [m["prompt"] for m in traced], seeds, parm, record_previews=True)
+        page = write_trace(results, out / "trace")
+    typer.echo(f"\n{'':<10}" + "".join(f"{t:>14}" for t in (*TAGS, "overall")) + f"{'forwards':>12}{'seconds':>9}")
+    for name, summary in rows.items():
+        cells = "".join(f"{summary['tasks'].get(t, float('nan')):>14.3f}" for t in TAGS)
+        spent = summary["compute"]
+        typer.echo(
+            f"{name:<10}{cells}{summary['overall']:>14.3f}{spent['generator_forwards']:>12,}{spent['wall_seconds']:>9.1f}"
+        )
+    typer.echo(f"\n{len(entries)} prompts x {DEMO_IMAGES_PER_PROMPT} images; images and results under {out}/<row>/")
+    typer.echo(f"step-by-step trace (open in a browser): {page}")
+
+
+# --- sub-apps in their own modules (imported last: they reuse the helpers above) ------------------------------
+from .cli_verifiers import verifiers_app  # noqa: E402
+
+app.add_typer(verifiers_app, name="verifiers")
 
 
 def main() -> None:
