@@ -186,14 +186,22 @@ def test_render_refuses_to_leave_stale_folders(tmp_path: Path, prompts: Path) ->
     _assert_one_error_line(result.stderr, "from an earlier run")
 
 
-def test_demo_writes_images_results_and_summary(tmp_path: Path) -> None:
-    result = _run("demo", "--out", tmp_path / "demo")
+def test_demo_compares_baseline_with_parm_and_writes_a_trace(tmp_path: Path) -> None:
+    demo = tmp_path / "demo"
+    result = _run("demo", "--out", demo)
     assert result.exit_code == 0, result.stderr
-    assert "Overall score (avg. over tasks):" in result.stdout
-    assert (tmp_path / "demo" / "00000" / "samples" / "0000.png").is_file()
-    summary = json.loads((tmp_path / "demo" / "summary.json").read_text())
-    assert summary["n_prompts"] == 2 * len(TAGS) and summary["compute"]["generator_forwards"] > 0
-    assert _run("demo", "--out", tmp_path / "demo").exit_code == 0  # a rerun resumes: nothing left to do
+    assert "trace.html" in result.stdout
+    summaries = {row: json.loads((demo / row / "summary.json").read_text()) for row in ("baseline", "parm")}
+    for summary in summaries.values():
+        assert summary["n_prompts"] == 2 * len(TAGS)
+    assert (demo / "parm" / "00000" / "samples" / "0000.png").is_file()
+    base, parm = (summaries[row]["compute"] for row in ("baseline", "parm"))
+    assert base["verifier_calls"] == 0 < parm["verifier_calls"]
+    assert parm["generator_forwards"] > base["generator_forwards"]  # N = 8 candidates, some truncated early
+    trace = json.loads((demo / "trace" / "trace.json").read_text())
+    assert len(trace["prompts"]) == 3
+    assert (demo / "trace" / "trace.html").read_text().count("<img") > 0
+    assert _run("demo", "--out", demo).exit_code == 0  # a rerun resumes: nothing left to generate
 
 
 def test_score_records_an_unreadable_image_and_goes_on(tmp_path: Path, prompts: Path) -> None:
