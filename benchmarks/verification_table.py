@@ -20,8 +20,10 @@ import torch
 
 from imgcot.generators.registry import load_generator
 from imgcot.geneval.judge import tag_accuracies
+from imgcot.geneval.score import score_folder
 from imgcot.geneval.spec import TAGS, dumps, read_metadata
-from imgcot.pipeline import image_seed
+from imgcot.pipeline import eval_generate, image_seed
+from imgcot.search.parm import first_clarity_step
 from imgcot.search.replay import SlotRecord, choose_baseline, choose_best_of_n, choose_parm, record_slots
 from imgcot.verifiers.registry import load_verifier
 from imgcot.worlds.shapes.benchmark import load_benchmark
@@ -82,15 +84,21 @@ def collect(args, generator, metas, judges, outcomes) -> list[SlotRecord]:
     return records
 
 
-def rows_for(records: list[SlotRecord], n: int, parms: list[str]) -> dict[str, list]:
+def rows_for(records: list[SlotRecord], n: int, parms: dict[str, int]) -> dict[str, list]:
+    """Each strategy's choice per slot; `parms` maps each PARM judge to its first clarity step."""
     rows = {"baseline": [choose_baseline(s) for s in records]}
     for name in ("orm-zs", "orm"):
         if name in records[0].outcome:
             rows[name] = [choose_best_of_n(s, n, s.outcome[name]) for s in records]
     for name in parms:
-        rows[name] = [choose_parm(s, n, name, s.outcome[name]) for s in records]
+        rows[name] = [choose_parm(s, n, name, s.outcome[name], parms[name]) for s in records]
     rows["oracle"] = [choose_best_of_n(s, n, s.correct.astype(float)) for s in records]
     return rows
+
+
+def first_steps(generator, verifiers: dict) -> dict[str, int]:
+    """Each PARM judge's first clarity step (search/parm.py), as the live strategy applies it."""
+    return {k: first_clarity_step(v, generator.num_steps) for k, v in verifiers.items() if k.startswith("parm")}
 
 
 def summarize(records, choices) -> dict:
@@ -140,6 +148,37 @@ def plot(scaling: dict[int, dict[str, dict]], path: Path) -> None:
     fig.savefig(path, dpi=120)
 
 
+def live_rows(args, generator, metas, records, verifiers: dict) -> dict[str, dict]:
+    """Run strategies for real (eval_generate) on the first image of the first --live-prompts prompts: PRM (which
+    replay cannot do, it changes the path) and wall time, which only a live run measures. Replayed rows on the same
+    slots are printed beside them; a replayed PARM spends exactly the live PARM's forward passes."""
+    count = min(args.live_prompts or len(metas), len(metas))
+    subset, table = metas[:count], {}
+    slots = records[: count * args.images_per_prompt : args.images_per_prompt]  # image 0 of each prompt
+    for name in args.live:
+        role = "parm" if name.startswith("parm") else name
+        folder = args.out / "live" / name
+        compute = eval_generate(generator, subset, folder, 1, args.seed, 64, role, args.n, verifiers.get(name))
+        _, summary = score_folder(folder, ShapesDetector())
+        table[name] = {"overall": summary["overall"], **compute}
+        print(f"  live {name}: {summary['overall']:.3f}", file=sys.stderr, flush=True)
+    replayed = {k: summarize(slots, v) for k, v in rows_for(slots, args.n, first_steps(generator, verifiers)).items()}
+    print(f"\nlive runs, first image of {count} prompts, N = {args.n}:\n")
+    print(
+        "| strategy | overall (live) | generator forwards | verifier calls | wall seconds "
+        "| overall (replayed) | forwards (replayed) |"
+    )
+    print("|---|---|---|---|---|---|---|")
+    for name, row in table.items():
+        again = replayed.get(name, {})
+        print(
+            f"| {name} | {row['overall']:.3f} | {row['generator_forwards']:,} | {row['verifier_calls']:,} | "
+            f"{row['wall_seconds']:.1f} | {again.get('overall', float('nan')):.3f} | "
+            f"{again.get('generator_forwards', 0):,} |"
+        )
+    return table
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="shapes-maskgit")
@@ -151,6 +190,9 @@ def main() -> None:
     parser.add_argument("--parm", nargs="+", default=["parm=shapes-parm"], help="NAME=VERIFIER for each PARM")
     parser.add_argument("--orm", default="shapes-orm")
     parser.add_argument("--orm-zs", default="shapes-orm-zs")
+    parser.add_argument("--prm", default="shapes-prm")
+    parser.add_argument("--live", nargs="*", default=[], help="strategies to also run live: prm, orm, parm, ...")
+    parser.add_argument("--live-prompts", type=int, default=0, help="live runs on the first K prompts (0: all)")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
     torch.set_grad_enabled(False)
@@ -162,14 +204,26 @@ def main() -> None:
     outcomes = {"orm-zs": load_verifier("orm-zs", args.orm_zs), "orm": load_verifier("orm", args.orm), **judges}
     records = collect(args, generator, metas, judges, outcomes)
     sizes = sorted({n for n in SCALING_N if n <= args.n} | {args.n})
-    scaling = {n: {k: summarize(records, v) for k, v in rows_for(records, n, list(judges)).items()} for n in sizes}
+    scaling = {
+        n: {k: summarize(records, v) for k, v in rows_for(records, n, first_steps(generator, judges)).items()}
+        for n in sizes
+    }
     print(f"\nmodel {args.model}, prompts {args.prompts} ({len(metas)}), {args.images_per_prompt} images per prompt")
     print_table(scaling[args.n], args.n)
     print("\nscaling (overall):\n\n| N | " + " | ".join(scaling[1]) + " |\n" + "|---" * (len(scaling[1]) + 1) + "|")
     for n, table in scaling.items():
         print(f"| {n} | " + " | ".join(f"{acc['overall']:.3f}" for acc in table.values()) + " |")
     plot(scaling, args.out / "scaling.png")
-    (args.out / "table.json").write_text(json.dumps({str(k): v for k, v in scaling.items()}, indent=2))
+    result = {str(k): v for k, v in scaling.items()}
+    if args.live:
+        lookup = {m["prompt"]: m for m in metas}
+        verifiers = {
+            **outcomes,
+            "prm": load_verifier("prm", args.prm),
+            "oracle": load_verifier("oracle", None, lookup.get),
+        }
+        result["live"] = live_rows(args, generator, metas, records, verifiers)
+    (args.out / "table.json").write_text(json.dumps(result, indent=2))
     print(f"\nwrote {args.out / 'scaling.png'} and {args.out / 'table.json'}")
 
 

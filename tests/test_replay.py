@@ -31,6 +31,13 @@ class ScriptedParm:
         return _hash(images, 29)
 
 
+class LateParm(ScriptedParm):
+    """Asks clarity only from step 3 on (as a PARM trained on the paper's fixed rule does from 10/18 of T)."""
+
+    def first_clarity_step(self, num_steps):
+        return 3
+
+
 @pytest.fixture(params=["maskgit", "ar"], scope="module")
 def generator(request, tmp_path_factory):
     return tiny_generator(request.param, tmp_path_factory.mktemp(request.param))
@@ -40,11 +47,12 @@ def generator(request, tmp_path_factory):
 def test_replay_equals_live_strategies(generator, n):
     metas = [parse_prompt(p) for p in PROMPTS]
     bases = [1000 + i for i in range(len(PROMPTS))]
-    parm, oracle = ScriptedParm(), OracleVerifier()
+    parm, late, oracle = ScriptedParm(), LateParm(), OracleVerifier()
     slots = record_slots(generator, metas, bases, 6, {"parm": parm}, {"parm": parm}, ShapesDetector())
     seeds = [candidate_seeds(b, n) for b in bases]
     for name, verifier, choose in (
         ("parm", parm, lambda s: choose_parm(s, n, "parm", s.outcome["parm"])),
+        ("parm", late, lambda s: choose_parm(s, n, "parm", s.outcome["parm"], first_step=3)),
         ("orm", parm, lambda s: choose_best_of_n(s, n, s.outcome["parm"])),
         ("oracle", oracle, lambda s: choose_best_of_n(s, n, s.correct.astype(float))),
         ("baseline", None, choose_baseline),

@@ -225,6 +225,14 @@ def test_fixed_clarity_rule_generalises_the_papers_18_steps():
     assert [fixed_clarity(t, 12) for t in (6, 8, 12)] == [0.0, 1.0, 1.0] and math.isnan(fixed_clarity(7, 12))
 
 
+def test_parm_asks_clarity_where_its_rule_allows_a_yes():
+    fixed = ShapesPARM(_config("parm", ("outcome", "clarity", "potential")))
+    assert fixed.first_clarity_step(18) == 10  # the paper: steps before 10 of 18 are unclear
+    assert fixed.first_clarity_step(12) == 7 and fixed_clarity(6, 12) == 0.0 != fixed_clarity(7, 12)
+    learned = ShapesPARM(ShapesVerifierConfig("parm", ("outcome", "clarity", "potential"), "learned", TINY))
+    assert learned.first_clarity_step(12) == 1
+
+
 def test_learned_clarity_is_settled_reading():
     star, star_moved = ("star", "red", 10.0, 10.0), ("star", "red", 11.0, 9.0)
     heart = ("heart", "blue", 20.0, 20.0)

@@ -5,6 +5,8 @@ judges the image and truncating saves nothing):
   1. rows not yet judged clear get the clarity question on their preview;
   2. rows judged clear (clarity >= 0.5) get the potential question, once;
   3. rows with potential < 0.5 are truncated: removed from the batch, so they cost no more forward passes.
+Before `first_clarity_step(verifier, T)` no clarity question is asked: a verifier whose clarity rule cannot call
+those steps clear (the paper's fixed rule: steps before 10 of 18 are unclear) would only answer "no", at a cost.
 Survivors (rows judged promising, or never judged clear) decode to the end and the outcome question picks the
 best of them (best-of-N'; with one survivor there is nothing to ask). A prompt with no survivor returns its
 pruned path whose potential had the lowest probability of "no": that path resumes from its snapshot and is
@@ -39,15 +41,22 @@ def parm(
     track = Tracker("parm", generator, prompts, seeds, record_previews)
     rows = track.start([(p, k) for p, row in enumerate(seeds) for k in range(len(row))])
     unjudged, pruned = set(rows.keys), []
+    first = first_clarity_step(verifier, generator.num_steps)
     while rows.keys and not generator.is_done(rows.state):
         rows = track.step(rows)
-        if not generator.is_done(rows.state):
+        if not generator.is_done(rows.state) and rows.state.step >= first:
             rows, cut = _gate_and_prune(track, verifier, rows, unjudged)
             pruned += [cut] if cut.keys else []
     images = track.decode(rows) if rows.keys else None
     chosen, finals = _best_of_survivors(track, verifier, rows, images)
     _finish_fallbacks(track, pruned, chosen, finals)
     return track.finish(chosen, finals)
+
+
+def first_clarity_step(verifier: object, num_steps: int) -> int:
+    """The first step (1-based) at which PARM asks the clarity question; 1 unless the verifier says later."""
+    rule = getattr(verifier, "first_clarity_step", None)
+    return max(1, int(rule(num_steps))) if rule is not None else 1
 
 
 def _gate_and_prune(track: Tracker, verifier: StepVerifier, rows: Rows, unjudged: set[Key]) -> tuple[Rows, Rows]:

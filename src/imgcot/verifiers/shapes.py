@@ -25,6 +25,7 @@ from ..core import StepScore
 from ..nn.io import CheckpointError, load_checkpoint, save_checkpoint
 from ..nn.verifier import HEADS, VerifierNet, VerifierNetConfig
 from ..worlds.shapes.text import encode_prompts
+from .data import fixed_clarity
 
 KIND = "shapes-verifier"
 ROLE_HEADS: dict[str, tuple[str, ...]] = {
@@ -140,6 +141,13 @@ class ShapesPARM(ShapesVerifier):
 
     def score(self, prompts: list[str], images: torch.Tensor) -> torch.Tensor:
         return _head(self.probabilities(prompts, images, 1, 1), "outcome")
+
+    def first_clarity_step(self, num_steps: int) -> int:
+        """Trained on the paper's fixed rule, clarity is "no" before 10/18 of the steps: PARM need not ask there.
+        A learned clarity head may call any step clear, so it is asked from step 1."""
+        if self.config.clarity_rule != "fixed":
+            return 1
+        return next(t for t in range(1, num_steps + 1) if fixed_clarity(t, num_steps) != 0.0)
 
 
 ROLE_CLASSES: dict[str, type[ShapesVerifier]] = {
