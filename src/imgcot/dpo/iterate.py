@@ -1,0 +1,95 @@
+"""Iterative DPO and verifier-guided iterative DPO (shared/method.md section 4).
+
+Round r: sample K images per prompt with the round's start model on the same training prompts (fresh image seeds
+each round), label them, pair, and train from the start model. Reference: by default the round's start model
+(`reference="round"`: each round is one DPO step away from its own start, as in iterative / online DPO); with
+`reference="base"` every round is anchored to the base model instead.
+
+Verifier-guided (`guide` given): every round's on-policy pairs are re-ranked by the guiding verifier (PARM's
+outcome question): the accepted image it scores highest against the rejected image it scores lowest; and its
+score gap enters the loss as a per-pair weight (`DPOConfig.weighting = "gap"`) and optional margin. Unlike the
+reference code's guidance term, a constant without gradient, both change the policy's gradient.
+
+Layout of `out`: round1/ .. roundK/ (pairs.parquet and the round's DPO run folder model/), iterate.json (settings
+and per-round statistics) and, once all rounds are done, the final generator itself (config.json +
+model.safetensors), so `load_generator(out)` and `--model out` work. Rerunning the same command resumes.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import asdict, replace
+from pathlib import Path
+
+from ..core import OutcomeVerifier
+from ..fileio import write_text_atomic
+from ..generators.base import TokenGenerator
+from ..generators.registry import load_generator
+from .config import DPOConfig, IterateConfig, PairConfig
+from .pairs import Pairs, Progress, build_pairs, read_pairs, write_pairs
+from .train import RUN_FILE, ProgressFn, train_dpo
+
+STATE_FILE = "iterate.json"
+ROUND_SEED_STRIDE = 1000  # round r samples with image_seed(sample_seed + 1000 r, i, k): new images every round
+
+
+def round_configs(config: IterateConfig, r: int) -> tuple[PairConfig, DPOConfig]:
+    """Round r's (0-based) sampling and training settings: new image seeds and a new data order every round."""
+    pairs = replace(config.pairs, sample_seed=config.pairs.sample_seed + ROUND_SEED_STRIDE * r)
+    return pairs, replace(config.dpo, seed=config.dpo.seed + r)
+
+
+def iterate_dpo(
+    base: str | Path,
+    prompts: list[str],
+    out: str | Path,
+    config: IterateConfig,
+    labeler: OutcomeVerifier,
+    guide: OutcomeVerifier | None = None,
+    describe: dict | None = None,
+    on_pairs: Progress | None = None,
+    on_train: ProgressFn | None = None,
+    on_round: Callable[[int, dict], None] | None = None,
+) -> TokenGenerator:
+    """Run `config.rounds` rounds from the generator `base` (name or folder); resumes a partly done `out`."""
+    out = Path(out)
+    settings = {"base": str(base), "config": asdict(config), "guided": guide is not None, **(describe or {})}
+    settings["prompts"] = len(prompts)
+    state_path = out / STATE_FILE
+    rounds: list[dict] = []
+    if state_path.is_file():
+        saved = json.loads(state_path.read_text())
+        if saved["settings"] != settings:
+            raise ValueError(f"{out} holds an iterative DPO run with other settings; choose another --out")
+        rounds = saved["rounds"]
+    base_model = load_generator(str(base))
+    current = base_model
+    for r in range(config.rounds):
+        folder = out / f"round{r + 1}"
+        if r < len(rounds):  # finished earlier
+            current = load_generator(str(folder / "model"))
+            continue
+        pair_cfg, dpo_cfg = round_configs(config, r)
+        pairs_path = folder / "pairs.parquet"
+        if pairs_path.is_file():
+            pairs = read_pairs(pairs_path, images=False)
+        else:
+            pairs = build_pairs(current, prompts, pair_cfg, labeler, guide, on_pairs)
+            pairs.info.update({"round": r + 1, "iterate": settings})
+            write_pairs(pairs, pairs_path)
+        reference = current if config.reference == "round" else base_model
+        source = {"round": r + 1, "reference": config.reference, "pairs": str(pairs_path)}
+        current = train_dpo(current, pairs, folder / "model", dpo_cfg, reference, True, on_train, source)
+        run = json.loads((folder / "model" / RUN_FILE).read_text())
+        rounds.append({"round": r + 1, "pairs": pairs.info.get("stats", {"pairs": len(pairs)}), "train": run})
+        write_text_atomic(state_path, json.dumps({"settings": settings, "rounds": rounds}, indent=2) + "\n")
+        if on_round is not None:
+            on_round(r + 1, rounds[-1])
+    current.save_pretrained(out)
+    return current
+
+
+def round_pairs(out: str | Path, r: int) -> Pairs:
+    """The pairs of round r (1-based) of an iterative run."""
+    return read_pairs(Path(out) / f"round{r}" / "pairs.parquet")

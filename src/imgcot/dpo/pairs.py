@@ -1,0 +1,287 @@
+"""Preference pairs: sample K images per prompt from the current model, label them, pair one accepted with one
+rejected image per prompt (shared/method.md section 4), saved as parquet in TRL's preference schema.
+
+Columns: `prompt`, `chosen`, `rejected` (PNG bytes), `chosen_score`, `rejected_score` (the labeller's scores),
+`chosen_guide`, `rejected_guide` (the guiding verifier's scores, NaN without one), `chosen_tokens`,
+`rejected_tokens` (the generator's token ids, what DPO trains on). The file's schema metadata (`imgcot`) holds
+the model, labeller, guide and the statistics of the run.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import torch
+
+from ..core import OutcomeVerifier
+from ..fileio import png_bytes, write_bytes_atomic
+from ..generators.base import TokenGenerator
+from ..generators.run import run_to_end
+from ..geneval.spec import TAGS, Metadata
+from ..pipeline import image_seed
+from ..worlds.shapes.benchmark import SEED as BENCHMARK_SEED
+from ..worlds.shapes.benchmark import load_benchmark
+from ..worlds.shapes.sampler import random_metadata
+from .config import DEV_SEED, TRAIN_PROMPT_SEED, PairConfig
+
+COLUMNS = (
+    "prompt",
+    "chosen",
+    "rejected",
+    "chosen_score",
+    "rejected_score",
+    "chosen_guide",
+    "rejected_guide",
+    "chosen_tokens",
+    "rejected_tokens",
+)
+SCHEMA = pa.schema(
+    [
+        ("prompt", pa.string()),
+        ("chosen", pa.binary()),
+        ("rejected", pa.binary()),
+        ("chosen_score", pa.float64()),
+        ("rejected_score", pa.float64()),
+        ("chosen_guide", pa.float64()),
+        ("rejected_guide", pa.float64()),
+        ("chosen_tokens", pa.list_(pa.int32())),
+        ("rejected_tokens", pa.list_(pa.int32())),
+    ]
+)
+Progress = Callable[[str, int, int], None]  # (stage, done, total)
+
+
+class PairsError(ValueError):
+    """A pairs file is missing, unreadable or lacks the preference schema."""
+
+
+@dataclass
+class Pairs:
+    """Pairs in memory: token ids as (P, N) tensors, scores as (P,) float tensors, PNGs optional."""
+
+    prompts: list[str]
+    chosen_tokens: torch.Tensor
+    rejected_tokens: torch.Tensor
+    chosen_score: torch.Tensor
+    rejected_score: torch.Tensor
+    chosen_guide: torch.Tensor
+    rejected_guide: torch.Tensor
+    chosen_png: list[bytes] = field(default_factory=list)
+    rejected_png: list[bytes] = field(default_factory=list)
+    info: dict = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.prompts)
+
+    @property
+    def guided(self) -> bool:
+        return len(self) > 0 and not bool(torch.isnan(self.chosen_guide).any())
+
+    def ranking_scores(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The verifier scores that rank the pair: the guide's where there is one, else the labeller's."""
+        if self.guided:
+            return self.chosen_guide, self.rejected_guide
+        return self.chosen_score, self.rejected_score
+
+
+# --- prompts -------------------------------------------------------------------------------------------------------
+def training_prompts(n: int, seed: int = TRAIN_PROMPT_SEED, exclude_benchmark: bool = False) -> list[Metadata]:
+    """`n` tag-balanced prompts drawn by the shapes grammar's sampler from rng(seed); never read from the benchmark.
+
+    Text can coincide with a benchmark prompt (every single_object and counting prompt of the shapes world is in
+    it); `exclude_benchmark` drops those, which leaves no single_object or counting prompts at all.
+    """
+    if seed in (BENCHMARK_SEED, DEV_SEED):
+        raise ValueError(f"prompt seed {seed} is the benchmark's ({BENCHMARK_SEED}) or the dev set's ({DEV_SEED})")
+    if n < 1:
+        raise ValueError(f"the number of prompts must be >= 1, got {n}")
+    rng = np.random.default_rng(seed)
+    held_out = {m["prompt"] for m in load_benchmark()} if exclude_benchmark else set()
+    drawn: list[Metadata] = []
+    for i in range(100 * n + 1000):
+        meta = random_metadata(TAGS[i % len(TAGS)], rng)
+        if meta["prompt"] not in held_out:
+            drawn.append(meta)
+            if len(drawn) == n:
+                return drawn
+    raise ValueError(f"could not draw {n} prompts outside the benchmark")
+
+
+# --- sampling and labelling ----------------------------------------------------------------------------------------
+@torch.no_grad()
+def sample_tokens(
+    generator: TokenGenerator,
+    prompts: list[str],
+    seeds: list[int],
+    batch_size: int = 64,
+    progress: Progress | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Final token maps (B, N) and images (B, H, W, 3) uint8, `batch_size` rows per decoding batch."""
+    tokens, images = [], []
+    for start in range(0, len(prompts), batch_size):
+        part = slice(start, start + batch_size)
+        state = run_to_end(generator, generator.init(prompts[part], seeds[part]))
+        tokens.append(state.tokens.clone())
+        images.append(generator.decode(state))
+        if progress:
+            progress("sampling", min(start + batch_size, len(prompts)), len(prompts))
+    return torch.cat(tokens), torch.cat(images)
+
+
+def score_images(
+    verifier: OutcomeVerifier,
+    prompts: list[str],
+    images: torch.Tensor,
+    batch_size: int = 256,
+    stage: str = "labelling",
+    progress: Progress | None = None,
+) -> torch.Tensor:
+    """(B,) outcome scores in [0, 1] (the oracle's 0/1, or a learned verifier's P(yes))."""
+    scores = []
+    for start in range(0, len(prompts), batch_size):
+        part = slice(start, start + batch_size)
+        scores.append(verifier.score(prompts[part], images[part]).float().cpu())
+        if progress:
+            progress(stage, min(start + batch_size, len(prompts)), len(prompts))
+    return torch.cat(scores) if scores else torch.zeros(0)
+
+
+def choose_pairs(
+    labels: torch.Tensor, threshold: float, guide: torch.Tensor | None = None, per_prompt: int = 1
+) -> list[tuple[int, int, int]]:
+    """(prompt, chosen sample, rejected sample) for every prompt that has both a "yes" and a "no" among its K samples.
+
+    labels, guide: (P, K) scores. Plain: the accepted and the rejected samples in sample order (samples are in
+    random order, as in the paper's "pair one yes with one no"). Guided: the accepted ones by the guide's score,
+    highest first, and the rejected ones lowest first. The i-th accepted pairs with the i-th rejected, up to
+    `per_prompt` disjoint pairs per prompt (1: the paper's one pair per prompt).
+    """
+    pairs = []
+    for p in range(labels.shape[0]):
+        accepted = (labels[p] >= threshold).nonzero()[:, 0]
+        rejected = (labels[p] < threshold).nonzero()[:, 0]
+        if guide is not None:
+            accepted = accepted[guide[p, accepted].argsort(descending=True, stable=True)]
+            rejected = rejected[guide[p, rejected].argsort(stable=True)]
+        count = min(per_prompt, len(accepted), len(rejected))
+        pairs.extend((p, int(accepted[i]), int(rejected[i])) for i in range(count))
+    return pairs
+
+
+def build_pairs(
+    generator: TokenGenerator,
+    prompts: list[str],
+    config: PairConfig,
+    labeler: OutcomeVerifier,
+    guide: OutcomeVerifier | None = None,
+    progress: Progress | None = None,
+) -> Pairs:
+    """Sample K images per prompt, label them, pair accepted with rejected images (one pair per prompt by default)."""
+    k = config.images_per_prompt
+    rows = [p for p in prompts for _ in range(k)]
+    seeds = [image_seed(config.sample_seed, i, j) for i in range(len(prompts)) for j in range(k)]
+    start = time.perf_counter()
+    tokens, images = sample_tokens(generator, rows, seeds, config.batch_size, progress)
+    sampled = time.perf_counter()
+    labels = score_images(labeler, rows, images, progress=progress).view(len(prompts), k)
+    guides = None if guide is None else score_images(guide, rows, images, stage="guiding", progress=progress)
+    guides = None if guides is None else guides.view(len(prompts), k)
+    labelled = time.perf_counter()
+    chosen = choose_pairs(labels, config.threshold, guides, config.pairs_per_prompt)
+    index_w = torch.tensor([p * k + w for p, w, _ in chosen], dtype=torch.long)
+    index_l = torch.tensor([p * k + l_ for p, _, l_ in chosen], dtype=torch.long)
+    nan = torch.full((len(chosen),), math.nan, dtype=torch.float64)
+    flat_guides = None if guides is None else guides.reshape(-1).double()
+    pixels = images.numpy()
+    stats = {
+        "prompts": len(prompts),
+        "images": len(rows),
+        "accepted_fraction": round(float((labels >= config.threshold).float().mean()), 4) if len(rows) else 0.0,
+        "prompts_all_accepted": int((labels >= config.threshold).all(1).sum()),
+        "prompts_all_rejected": int((labels < config.threshold).all(1).sum()),
+        "pairs": len(chosen),
+        "sample_seconds": round(sampled - start, 2),
+        "label_seconds": round(labelled - sampled, 2),
+        "images_per_second": round(len(rows) / max(sampled - start, 1e-9), 2),
+        "pairs_per_second": round(len(chosen) / max(labelled - start, 1e-9), 3),
+    }
+    return Pairs(
+        prompts=[prompts[p] for p, _, _ in chosen],
+        chosen_tokens=tokens[index_w],
+        rejected_tokens=tokens[index_l],
+        chosen_score=labels.reshape(-1).double()[index_w],
+        rejected_score=labels.reshape(-1).double()[index_l],
+        chosen_guide=nan if flat_guides is None else flat_guides[index_w],
+        rejected_guide=nan.clone() if flat_guides is None else flat_guides[index_l],
+        chosen_png=[png_bytes(pixels[i]) for i in index_w.tolist()],
+        rejected_png=[png_bytes(pixels[i]) for i in index_l.tolist()],
+        info={"config": asdict(config), "stats": stats},
+    )
+
+
+# --- parquet -------------------------------------------------------------------------------------------------------
+def write_pairs(pairs: Pairs, path: str | Path) -> Path:
+    """Write the pairs as one parquet file, atomically (a temp sibling, then a rename)."""
+    if len(pairs.chosen_png) != len(pairs) or len(pairs.rejected_png) != len(pairs):
+        raise ValueError("pairs without their PNG images cannot be written")
+    columns = {
+        "prompt": pairs.prompts,
+        "chosen": pairs.chosen_png,
+        "rejected": pairs.rejected_png,
+        "chosen_score": pairs.chosen_score.double().tolist(),
+        "rejected_score": pairs.rejected_score.double().tolist(),
+        "chosen_guide": pairs.chosen_guide.double().tolist(),
+        "rejected_guide": pairs.rejected_guide.double().tolist(),
+        "chosen_tokens": pairs.chosen_tokens.tolist(),
+        "rejected_tokens": pairs.rejected_tokens.tolist(),
+    }
+    schema = SCHEMA.with_metadata({"imgcot": json.dumps(pairs.info)})
+    buffer = io.BytesIO()
+    pq.write_table(pa.table(columns, schema=schema), buffer)
+    write_bytes_atomic(path, buffer.getvalue())
+    return Path(path)
+
+
+def read_pairs(path: str | Path, images: bool = True) -> Pairs:
+    """Load a pairs file written by `write_pairs` (the PNG columns only when `images`)."""
+    path = Path(path)
+    if not path.is_file():
+        raise PairsError(f"{path}: no such pairs file")
+    try:
+        schema = pq.read_schema(path)
+        missing = [c for c in COLUMNS if c not in schema.names]
+        if missing:
+            raise PairsError(f"{path}: not a pairs file (missing columns {', '.join(missing)})")
+        wanted = [c for c in COLUMNS if images or c not in ("chosen", "rejected")]
+        table = pq.read_table(path, columns=wanted)
+    except (pa.ArrowException, OSError) as err:
+        raise PairsError(f"{path}: unreadable parquet ({err})") from None
+    data = table.to_pydict()
+    meta = (schema.metadata or {}).get(b"imgcot")
+    info = json.loads(meta) if meta else {}
+    try:
+        tokens = [_token_tensor(data[c]) for c in COLUMNS[-2:]]
+    except (ValueError, TypeError):
+        raise PairsError(f"{path}: token lists of different lengths") from None
+    floats = [torch.tensor(data[c], dtype=torch.float64) for c in COLUMNS[3:7]]
+    return Pairs(
+        list(data["prompt"]),
+        *tokens,
+        *floats,
+        chosen_png=data.get("chosen", []),
+        rejected_png=data.get("rejected", []),
+        info=info,
+    )
+
+
+def _token_tensor(rows: list[list[int]]) -> torch.Tensor:
+    return torch.tensor(rows, dtype=torch.long) if rows else torch.zeros((0, 0), dtype=torch.long)

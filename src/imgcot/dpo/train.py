@@ -1,0 +1,192 @@
+"""DPO training of a shapes generator on preference pairs (shared/method.md section 4).
+
+A frozen copy of the starting model is the reference; AdamW with linear warm-up then cosine decay, gradient
+clipping, TRL-style metrics as JSON lines, a checkpoint every `checkpoint_every` steps (policy weights and AdamW
+moments as safetensors, counters and config as JSON; no pickle) from which a killed run resumes to the same
+weights. Batches and masks are functions of (seed, step), so a resumed run sees what an uninterrupted one saw.
+The result is written as a normal generator folder (config.json + model.safetensors): `load_generator(out)`.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save
+
+from ..fileio import write_bytes_atomic, write_text_atomic
+from ..generators.base import TokenGenerator
+from ..sampling import row_seed
+from .config import DPOConfig
+from .logprob import bind, dpo_logps, exact_reference_logps
+from .losses import dpo_objective, gap_weights
+from .pairs import Pairs
+
+METRICS_FILE = "metrics.jsonl"
+CHECKPOINT_DIR = "checkpoint"
+RUN_FILE = "dpo.json"
+_MASK_SALT = 0xD90
+
+
+ProgressFn = Callable[[int, int, dict], None]  # (step, total, metrics of the step)
+
+
+def lr_at(step: int, peak: float, warmup: int, total: int) -> float:
+    """Linear warm-up over `warmup` steps (at most a tenth of the run), then cosine decay to 0 at `total`."""
+    warmup = min(warmup, total // 10)
+    if step < warmup:
+        return peak * (step + 1) / warmup
+    progress = (step - warmup) / max(1, total - warmup)
+    return peak * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
+def batch_indices(step: int, batch_size: int, n: int, seed: int) -> torch.Tensor:
+    """Rows of step `step`: positions [step*B, (step+1)*B) of an endless stream of epochs, each epoch a permutation
+    of the n pairs drawn from (seed, epoch). A pure function of its arguments, so a resumed run sees the same data."""
+    rows = []
+    for position in range(step * batch_size, (step + 1) * batch_size):
+        epoch, offset = divmod(position, n)
+        perm = torch.randperm(n, generator=torch.Generator().manual_seed(row_seed(seed, epoch, salt=1)))
+        rows.append(int(perm[offset]))
+    return torch.tensor(rows, dtype=torch.long)
+
+
+def check_pairs(pairs: Pairs, generator: TokenGenerator) -> None:
+    if len(pairs) == 0:
+        raise ValueError("no preference pairs to train on (no prompt had both an accepted and a rejected image)")
+    n, vocab = generator.config.transformer.image_len, generator.tokenizer.vocab_size
+    if pairs.chosen_tokens.shape[1] != n or pairs.rejected_tokens.shape[1] != n:
+        raise ValueError(f"pairs hold {pairs.chosen_tokens.shape[1]} tokens per image; the model expects {n}")
+    for tokens in (pairs.chosen_tokens, pairs.rejected_tokens):
+        if int(tokens.min()) < 0 or int(tokens.max()) >= vocab:
+            raise ValueError(f"pairs hold token ids outside the model's codebook (0..{vocab - 1})")
+
+
+def pair_guidance(pairs: Pairs, config: DPOConfig) -> tuple[torch.Tensor | None, torch.Tensor]:
+    """Per-pair weights (None: plain DPO) and margins from the verifier's score gap (verifier-guided DPO)."""
+    chosen, rejected = pairs.ranking_scores()
+    gap = (chosen - rejected).float().clamp(min=0.0)
+    weights = gap_weights(chosen.float(), rejected.float(), float(gap.mean())) if config.weighting == "gap" else None
+    return weights, config.margin * gap
+
+
+# --- checkpoints ---------------------------------------------------------------------------------------------------
+def save_training_state(folder: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, meta: dict) -> None:
+    """Policy weights and AdamW moments as safetensors, counters and config as JSON; each file atomically."""
+    tensors = {f"policy.{k}": v.detach().contiguous() for k, v in model.state_dict().items()}
+    for index, state in optimizer.state_dict()["state"].items():
+        for key, value in state.items():
+            tensors[f"opt.{index}.{key}"] = torch.as_tensor(value).reshape(-1).contiguous()
+    write_bytes_atomic(folder / "state.safetensors", save(tensors))
+    write_text_atomic(folder / "state.json", json.dumps(meta, indent=2) + "\n")
+
+
+def load_training_state(folder: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> dict:
+    tensors = load_file(str(folder / "state.safetensors"))
+    meta = json.loads((folder / "state.json").read_text())
+    model.load_state_dict({k[7:]: v for k, v in tensors.items() if k.startswith("policy.")}, strict=True)
+    shapes = {i: p.shape for i, p in enumerate(p for g in optimizer.param_groups for p in g["params"])}
+    opt = optimizer.state_dict()
+    for key, value in tensors.items():
+        if key.startswith("opt."):
+            _, index, name = key.split(".", 2)
+            state = opt["state"].setdefault(int(index), {})
+            state[name] = value.reshape(()) if name == "step" else value.reshape(shapes[int(index)])
+    optimizer.load_state_dict(opt)
+    return meta
+
+
+def _truncate_metrics(path: Path, step: int) -> None:
+    """Drop metric lines written after the checkpoint a run resumes from."""
+    if path.is_file():
+        lines = [line for line in path.read_text().splitlines() if line and json.loads(line)["step"] <= step]
+        write_text_atomic(path, "".join(line + "\n" for line in lines))
+
+
+# --- the loop ------------------------------------------------------------------------------------------------------
+def train_dpo(
+    generator: TokenGenerator,
+    pairs: Pairs,
+    out: str | Path,
+    config: DPOConfig,
+    reference: TokenGenerator | None = None,
+    resume: bool = False,
+    progress: ProgressFn | None = None,
+    source: dict | None = None,
+) -> TokenGenerator:
+    """Train a copy of `generator` with DPO against a frozen reference (default: `generator` itself, whose weights
+    stay as they are); write the aligned generator to `out` (config.json + model.safetensors), metrics.jsonl and
+    checkpoint/. `reference` must share the generator's kind and tokenizer."""
+    out = Path(out)
+    check_pairs(pairs, generator)
+    total = config.total_steps(len(pairs))
+    policy_model = copy.deepcopy(generator.model).requires_grad_(True)
+    policy = bind(generator, policy_model)
+    ref = reference or generator  # frozen: only ever run under no_grad, never handed to the optimiser
+    if type(ref) is not type(generator) or ref.config.tokenizer != generator.config.tokenizer:
+        raise ValueError("the reference must be a generator of the same kind with the same tokenizer")
+    policy_model.train()  # bind() leaves it in eval mode (the network has no dropout; set for clarity)
+    optimizer = torch.optim.AdamW(policy_model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    meta = {"config": asdict(config), "pairs": len(pairs), "total_steps": total, "source": source or {}}
+    ckpt, metrics_path = out / CHECKPOINT_DIR, out / METRICS_FILE
+    step, elapsed = 0, 0.0
+    if (ckpt / "state.json").is_file():
+        if not resume:
+            raise ValueError(f"{out} holds a DPO checkpoint; pass --resume to continue it or choose another --out")
+        saved = json.loads((ckpt / "state.json").read_text())
+        differing = sorted(k for k in meta if saved.get(k) != meta[k])
+        if differing:
+            raise ValueError(f"{ckpt}: made with other settings ({', '.join(differing)}); choose another --out")
+        saved = load_training_state(ckpt, policy_model, optimizer)
+        step, elapsed = saved["step"], saved["seconds"]
+        _truncate_metrics(metrics_path, step)
+    elif metrics_path.exists():
+        metrics_path.unlink()
+    out.mkdir(parents=True, exist_ok=True)
+    weights, margins = pair_guidance(pairs, config)
+    ref_cache = None
+    if generator.causal:  # exact reference log-likelihoods do not change: compute them once
+        ref_cache = exact_reference_logps(ref, pairs.prompts, pairs.chosen_tokens, pairs.rejected_tokens)
+    started = time.perf_counter() - elapsed
+    while step < total:
+        rows = batch_indices(step, config.batch_size, len(pairs), config.seed)
+        masks = torch.Generator().manual_seed(row_seed(config.seed, step, _MASK_SALT))
+        logps = dpo_logps(
+            policy,
+            ref,
+            [pairs.prompts[i] for i in rows.tolist()],
+            pairs.chosen_tokens[rows],
+            pairs.rejected_tokens[rows],
+            masks,
+            config.mask_draws,
+            None if ref_cache is None else (ref_cache[0][rows], ref_cache[1][rows]),
+        )
+        batch_weights = None if weights is None else weights[rows]
+        loss, metrics = dpo_objective(config.loss, logps, config.beta, batch_weights, margins[rows])
+        lr = lr_at(step, config.lr, config.warmup, total)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        grad_norm = float(torch.nn.utils.clip_grad_norm_(policy_model.parameters(), config.clip))
+        optimizer.step()
+        step += 1
+        seconds = time.perf_counter() - started
+        metrics = {"step": step, **metrics, "lr": lr, "grad_norm": grad_norm, "seconds": round(seconds, 3)}
+        with metrics_path.open("a") as handle:
+            handle.write(json.dumps(metrics) + "\n")
+        if step % config.checkpoint_every == 0 or step == total:
+            save_training_state(ckpt, policy_model, optimizer, {**meta, "step": step, "seconds": seconds})
+        if progress is not None:
+            progress(step, total, metrics)
+    aligned = bind(generator, policy_model.eval())
+    aligned.save_pretrained(out)
+    summary = {**meta, "steps_done": step, "seconds": round(time.perf_counter() - started, 2)}
+    write_text_atomic(out / RUN_FILE, json.dumps(summary, indent=2) + "\n")
+    return aligned

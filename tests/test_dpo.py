@@ -1,0 +1,404 @@
+"""Preference alignment: losses against hand-computed values, log-probabilities (exact AR, one shared mask for the
+masked model), pairs through parquet, the DPO loop (every parameter moves, the reference does not, resume),
+verifier-guided DPO (a different update, with gradient), iterative rounds and the `imgcot dpo` commands."""
+
+from __future__ import annotations
+
+import copy
+import io
+import json
+import math
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from typer.testing import CliRunner
+
+from imgcot.cli import app
+from imgcot.dpo.config import LOSS_NAMES, DPOConfig, IterateConfig, PairConfig
+from imgcot.dpo.iterate import iterate_dpo
+from imgcot.dpo.logprob import bind, dpo_logps, draw_masks
+from imgcot.dpo.losses import (
+    LOSSES,
+    dpo_objective,
+    gap_weights,
+    get_loss,
+    hinge_loss,
+    ipo_loss,
+    log_ratio_gap,
+    sigmoid_loss,
+)
+from imgcot.dpo.pairs import Pairs, build_pairs, choose_pairs, read_pairs, training_prompts, write_pairs
+from imgcot.dpo.train import batch_indices, lr_at, pair_guidance, train_dpo
+from imgcot.generators.registry import load_generator
+from imgcot.worlds.shapes.benchmark import benchmark_path, load_benchmark
+from tiny import tiny_generator
+
+PROMPTS = ["a photo of a red star", "a photo of a cross below a square", "a photo of three hearts"]
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory) -> dict:
+    """Tiny random generators of both kinds, saved and loaded back like a user's checkpoint."""
+    root = tmp_path_factory.mktemp("tiny")
+    return {kind: (tiny_generator(kind, root / kind), root / kind) for kind in ("maskgit", "ar")}
+
+
+class ScriptedVerifier:
+    """Deterministic outcome scores from the pixels: brightness ranked within the batch, so about half pass."""
+
+    def __init__(self, offset: float = 0.0):
+        self.offset = offset
+
+    def score(self, prompts: list[str], images: torch.Tensor) -> torch.Tensor:
+        brightness = images.float().mean((1, 2, 3))
+        ranks = brightness.argsort().argsort().float()
+        return ((ranks + 0.5) / len(prompts) + self.offset).clamp(0, 1)
+
+
+def random_pairs(generator, n: int = 6, seed: int = 0, scores: tuple | None = None) -> Pairs:
+    gen = torch.Generator().manual_seed(seed)
+    vocab, length = generator.tokenizer.vocab_size, generator.config.transformer.image_len
+    chosen_score = torch.linspace(0.6, 1.0, n, dtype=torch.float64) if scores is None else scores[0]
+    rejected_score = torch.linspace(0.4, 0.0, n, dtype=torch.float64) if scores is None else scores[1]
+    nan = torch.full((n,), math.nan, dtype=torch.float64)
+    return Pairs(
+        [PROMPTS[i % len(PROMPTS)] for i in range(n)],
+        torch.randint(0, vocab, (n, length), generator=gen),
+        torch.randint(0, vocab, (n, length), generator=gen),
+        chosen_score,
+        rejected_score,
+        nan,
+        nan.clone(),
+    )
+
+
+def weights_of(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+# --- losses --------------------------------------------------------------------------------------------------------
+def test_sigmoid_loss_hand_values() -> None:
+    zero = torch.zeros(3)
+    assert torch.allclose(sigmoid_loss(zero, 0.1), torch.full((3,), math.log(2)))  # policy == reference
+    h = torch.tensor([-2.0, 2.0])
+    below, above = sigmoid_loss(h, 0.5)
+    assert above < math.log(2) < below  # preferring the chosen sample lowers the loss
+    assert math.isclose(float(above), math.log1p(math.exp(-1.0)), rel_tol=1e-6)  # -log sigma(0.5 * 2)
+    assert math.isclose(float(sigmoid_loss(torch.tensor(1.0), 1.0)), float(above), rel_tol=1e-6)  # beta scales h
+    assert math.isclose(float(sigmoid_loss(torch.tensor(0.0), 0.1, 1.0)), math.log1p(math.e), rel_tol=1e-6)
+
+
+def test_ipo_and_hinge_hand_values() -> None:
+    assert float(ipo_loss(torch.tensor(3.0), 0.25)) == pytest.approx(1.0)  # (3 - 1/(2*0.25))^2
+    assert float(ipo_loss(torch.tensor(0.0), 0.1)) == pytest.approx(25.0)  # (0 - 5)^2
+    assert float(ipo_loss(torch.tensor(3.0), 0.25, 0.5)) == pytest.approx(1.0)  # target (0.5 + 0.5) / 0.25 = 4
+    assert float(hinge_loss(torch.tensor(5.0), 0.1)) == pytest.approx(0.5)  # 1 - 0.5
+    assert float(hinge_loss(torch.tensor(20.0), 0.1)) == 0.0
+    assert float(hinge_loss(torch.tensor(10.0), 0.1, 0.5)) == pytest.approx(0.5)  # 1 - (1 - 0.5)
+    assert float(hinge_loss(torch.tensor(0.0), 0.1)) == pytest.approx(1.0)
+
+
+def test_objective_metrics_and_registry() -> None:
+    values = {"policy_chosen": -1.0, "policy_rejected": -3.0, "ref_chosen": -2.0, "ref_rejected": -2.0}
+    logps = {k: torch.tensor([v]) for k, v in values.items()}
+    assert float(log_ratio_gap(*logps.values())) == 2.0
+    loss, m = dpo_objective("sigmoid", logps, 0.5)
+    assert float(loss) == pytest.approx(math.log1p(math.exp(-1.0)))
+    assert (m["rewards/chosen"], m["rewards/rejected"], m["rewards/margins"]) == pytest.approx((0.5, -0.5, 1.0))
+    assert m["rewards/accuracies"] == 1.0 and m["logps/chosen"] == -1.0 and m["logps/rejected"] == -3.0
+    assert tuple(LOSSES) == LOSS_NAMES and get_loss("ipo") is ipo_loss
+    with pytest.raises(ValueError, match="known: sigmoid, ipo, hinge"):
+        get_loss("kto")
+    weights = gap_weights(torch.tensor([1.0, 0.2, 0.9]), torch.tensor([0.2, 0.4, 0.5]), 0.4)
+    assert torch.allclose(weights, torch.tensor([2.0, 0.0, 1.0]))  # gap / mean gap; a reversed pair counts 0
+
+
+def test_lr_schedule_and_batches_are_pure() -> None:
+    assert lr_at(0, 1.0, 10, 100) == pytest.approx(0.1) and lr_at(9, 1.0, 10, 100) == pytest.approx(1.0)
+    assert lr_at(10, 1.0, 10, 100) == pytest.approx(1.0) and lr_at(100, 1.0, 10, 100) == pytest.approx(0.0)
+    assert lr_at(55, 1.0, 10, 100) == pytest.approx(0.5)  # halfway through the cosine
+    first_epoch = torch.cat([batch_indices(s, 2, 6, 0) for s in range(3)])
+    assert sorted(first_epoch.tolist()) == list(range(6))  # one epoch is a permutation
+    assert torch.equal(batch_indices(4, 2, 6, 0), batch_indices(4, 2, 6, 0))
+
+
+# --- log-probabilities ---------------------------------------------------------------------------------------------
+def test_masked_logprob_shares_one_mask_across_the_four_passes(tiny, monkeypatch) -> None:
+    generator, _ = tiny["maskgit"]
+    policy = bind(generator, copy.deepcopy(generator.model))
+    pairs = random_pairs(generator, n=4)
+    seen: dict[str, list[torch.Tensor]] = {"policy": [], "reference": []}
+    for name, model in (("policy", policy.model), ("reference", generator.model)):
+        real = model.forward
+
+        def spy(text, image, *args, _real=real, _name=name, **kwargs):
+            seen[_name].append(image.clone())
+            return _real(text, image, *args, **kwargs)
+
+        monkeypatch.setattr(model, "forward", spy)
+    gen = torch.Generator().manual_seed(5)
+    logps = dpo_logps(policy, generator, pairs.prompts, pairs.chosen_tokens, pairs.rejected_tokens, gen, 3)
+    mask_id, b = generator.undecided, len(pairs)
+    assert len(seen["policy"]) == len(seen["reference"]) == 3  # one 2B-row pass per model per draw
+    draws = []
+    for pol, ref in zip(seen["policy"], seen["reference"], strict=True):
+        masked = pol == mask_id
+        assert torch.equal(masked, ref == mask_id)  # policy and reference: the same mask
+        assert torch.equal(masked[:b], masked[b:])  # chosen and rejected: the same mask
+        assert masked.any(1).all()
+        draws.append(masked[:b])
+    assert not torch.equal(draws[0], draws[1])  # several draws are averaged, not one repeated
+    expected = sum(generator.log_prob(pairs.prompts, pairs.chosen_tokens, m) for m in draws) / 3
+    assert torch.allclose(logps["ref_chosen"], expected, atol=1e-5)
+    assert torch.allclose(logps["policy_chosen"], logps["ref_chosen"], atol=1e-5)  # same weights so far
+    assert logps["policy_chosen"].requires_grad and not logps["ref_chosen"].requires_grad
+
+
+def test_masks_follow_the_generators_schedule() -> None:
+    masks = draw_masks(400, 64, "cosine", 12, torch.Generator().manual_seed(0))
+    allowed = {64} | {max(1, math.floor(64 * math.cos(math.pi / 2 * s / 12))) for s in range(1, 12)}
+    counts = set(masks.sum(1).tolist())
+    assert counts <= allowed and len(counts) > 6
+    again = draw_masks(400, 64, "cosine", 12, torch.Generator().manual_seed(0))
+    assert torch.equal(masks, again)  # seeded
+
+
+def test_ar_logprob_is_the_exact_sequence_likelihood(tiny) -> None:
+    generator, _ = tiny["ar"]
+    pairs = random_pairs(generator, n=2)
+    logps = dpo_logps(generator, generator, pairs.prompts, pairs.chosen_tokens, pairs.rejected_tokens, None)
+    # token by token through the KV cache, as decoding computes it (unguided)
+    text, tokens = generator.prompt_ids(pairs.prompts), pairs.chosen_tokens
+    bos = torch.full((2, 1), generator.undecided, dtype=torch.long)
+    with torch.no_grad():
+        logits, cache = generator.model(text, bos, None, 0)
+        total = torch.zeros(2)
+        for i in range(tokens.shape[1]):
+            total += F.log_softmax(logits[:, -1], -1).gather(-1, tokens[:, i : i + 1])[:, 0]
+            position = generator.config.transformer.text_len + 1 + i
+            logits, cache = generator.model(None, tokens[:, i : i + 1], cache, position)
+    assert torch.allclose(logps["policy_chosen"], total, atol=1e-3)
+
+
+# --- pairs ---------------------------------------------------------------------------------------------------------
+def test_choose_pairs_plain_and_guided() -> None:
+    labels = torch.tensor([[1.0, 0.0, 1.0, 0.0], [1.0, 1.0, 1.0, 1.0], [0.0, 0.0, 1.0, 0.0]])
+    guide = torch.tensor([[0.2, 0.9, 0.8, 0.1], [0.5] * 4, [0.3, 0.1, 0.7, 0.6]])
+    assert choose_pairs(labels, 0.5) == [(0, 0, 1), (2, 2, 0)]  # first yes with first no; all-yes prompt dropped
+    assert choose_pairs(labels, 0.5, guide) == [(0, 2, 3), (2, 2, 1)]  # guide's best yes, guide's worst no
+    assert choose_pairs(labels, 0.5, None, 2) == [(0, 0, 1), (0, 2, 3), (2, 2, 0)]  # disjoint pairs
+    assert choose_pairs(labels, 0.5, guide, 3) == [(0, 2, 3), (0, 0, 1), (2, 2, 1)]
+
+
+def test_training_prompts_are_drawn_not_read_from_the_benchmark() -> None:
+    drawn = training_prompts(60)
+    assert drawn == training_prompts(60) and len({m["tag"] for m in drawn}) == 6
+    assert [m["prompt"] for m in drawn] != [m["prompt"] for m in load_benchmark()[:60]]
+    held_out = {m["prompt"] for m in load_benchmark()}
+    assert not {m["prompt"] for m in training_prompts(60, exclude_benchmark=True)} & held_out
+    for seed in (43, 7):
+        with pytest.raises(ValueError, match="benchmark"):
+            training_prompts(10, seed)
+
+
+def test_pairs_round_trip_through_parquet(tiny, tmp_path) -> None:
+    generator, _ = tiny["maskgit"]
+    config = PairConfig(images_per_prompt=4, batch_size=8)
+    pairs = build_pairs(generator, PROMPTS, config, ScriptedVerifier(), ScriptedVerifier(offset=0.1))
+    assert len(pairs) == 3 and pairs.info["stats"]["images"] == 12
+    assert bool((pairs.chosen_score >= 0.5).all()) and bool((pairs.rejected_score < 0.5).all())
+    path = write_pairs(pairs, tmp_path / "pairs.parquet")
+    assert pq.read_schema(path).names[:3] == ["prompt", "chosen", "rejected"]  # TRL's preference columns
+    back = read_pairs(path)
+    assert back.prompts == pairs.prompts and back.info["stats"] == pairs.info["stats"]
+    for name in ("chosen_tokens", "rejected_tokens", "chosen_score", "rejected_score", "chosen_guide"):
+        assert torch.equal(getattr(back, name), getattr(pairs, name)), name
+    assert back.chosen_png == pairs.chosen_png
+    decoded = np.array(Image.open(io.BytesIO(back.chosen_png[0])))
+    assert np.array_equal(decoded, generator.tokens_to_images(back.chosen_tokens[:1])[0].numpy())
+    assert not list(tmp_path.glob(".*tmp"))  # written atomically: no temp file left
+    light = read_pairs(path, images=False)
+    assert light.chosen_png == [] and torch.equal(light.chosen_tokens, pairs.chosen_tokens)
+
+
+# --- training ------------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("kind", ["maskgit", "ar"])
+def test_steps_change_every_parameter_and_leave_the_reference(tiny, tmp_path, kind) -> None:
+    generator, _ = tiny[kind]
+    before = weights_of(generator.model)
+    config = DPOConfig(lr=1e-3, steps=3, batch_size=4, warmup=0)
+    aligned = train_dpo(generator, random_pairs(generator), tmp_path / "run", config)
+    after = weights_of(aligned.model)
+    unchanged = [k for k in before if torch.equal(before[k], after[k])]
+    assert not unchanged, f"parameters not trained: {unchanged}"
+    assert all(torch.equal(before[k], v) for k, v in weights_of(generator.model).items())  # the reference
+    assert all(p.grad is None for p in generator.model.parameters())
+    loaded = load_generator(str(tmp_path / "run"))  # a normal generator folder
+    assert type(loaded) is type(generator)
+    assert all(torch.equal(after[k], v) for k, v in weights_of(loaded.model).items())
+    lines = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [x["step"] for x in lines] == [1, 2, 3]
+    assert lines[0]["loss"] == pytest.approx(math.log(2), abs=1e-4)  # step 1: policy == reference
+    for key in ("rewards/chosen", "rewards/rejected", "rewards/margins", "rewards/accuracies", "logps/chosen"):
+        assert key in lines[-1]
+
+
+class Killed(Exception):
+    pass
+
+
+def test_killed_run_resumes_to_the_uninterrupted_weights(tiny, tmp_path) -> None:
+    generator, _ = tiny["maskgit"]
+    pairs, config = random_pairs(generator), DPOConfig(lr=1e-3, steps=6, batch_size=4, checkpoint_every=2)
+    whole = train_dpo(generator, pairs, tmp_path / "whole", config)
+
+    def kill(step: int, total: int, metrics: dict) -> None:
+        if step == 5:  # after the checkpoint at step 4, before the next
+            raise Killed
+
+    with pytest.raises(Killed):
+        train_dpo(generator, pairs, tmp_path / "cut", config, progress=kill)
+    assert json.loads((tmp_path / "cut" / "checkpoint" / "state.json").read_text())["step"] == 4
+    with pytest.raises(ValueError, match="--resume"):
+        train_dpo(generator, pairs, tmp_path / "cut", config)
+    with pytest.raises(ValueError, match="other settings"):
+        train_dpo(generator, pairs, tmp_path / "cut", replace(config, lr=2e-3), resume=True)
+    resumed = train_dpo(generator, pairs, tmp_path / "cut", config, resume=True)
+    for key, value in weights_of(whole.model).items():
+        assert torch.equal(value, weights_of(resumed.model)[key]), key
+    steps = [json.loads(x)["step"] for x in (tmp_path / "cut" / "metrics.jsonl").read_text().splitlines()]
+    assert steps == [1, 2, 3, 4, 5, 6]
+
+
+def test_guided_dpo_changes_the_update_and_has_a_gradient(tiny, tmp_path) -> None:
+    generator, _ = tiny["maskgit"]
+    gaps = (torch.tensor([0.9, 0.95, 0.6, 0.99], dtype=torch.float64), torch.tensor([0.0, 0.8, 0.5, 0.1]).double())
+    pairs = random_pairs(generator, n=4, scores=gaps)
+    plain = DPOConfig(lr=1e-3, steps=1, batch_size=4)
+    guided = replace(plain, weighting="gap", margin=0.5)
+    a = weights_of(train_dpo(generator, pairs, tmp_path / "plain", plain).model)
+    b = weights_of(train_dpo(generator, pairs, tmp_path / "guided", guided).model)
+    assert any(not torch.equal(a[k], b[k]) for k in a)
+    # the guidance enters the loss the policy is differentiated through: gradients exist and differ
+    grads = {}
+    for name, cfg in (("plain", plain), ("guided", guided)):
+        policy = bind(generator, copy.deepcopy(generator.model))
+        gen = torch.Generator().manual_seed(0)
+        logps = dpo_logps(policy, generator, pairs.prompts, pairs.chosen_tokens, pairs.rejected_tokens, gen)
+        weights, margins = pair_guidance(pairs, cfg)
+        loss, _ = dpo_objective("sigmoid", logps, 0.1, weights, margins)
+        loss.backward()
+        grads[name] = torch.cat([p.grad.flatten() for p in policy.model.parameters()])
+    assert grads["guided"].abs().sum() > 0
+    assert not torch.allclose(grads["guided"], grads["plain"])
+
+
+def test_iterative_rounds_resume_and_end_in_a_generator_folder(tiny, tmp_path) -> None:
+    _, folder = tiny["maskgit"]
+    config = IterateConfig(
+        rounds=2,
+        pairs=PairConfig(images_per_prompt=4, batch_size=12),
+        dpo=DPOConfig(lr=1e-3, steps=2, batch_size=2),
+    )
+    args = (str(folder), PROMPTS, tmp_path / "it", config, ScriptedVerifier())
+    rounds_seen = []
+    final = iterate_dpo(*args, guide=ScriptedVerifier(0.05), on_round=lambda r, rec: rounds_seen.append(r))
+    assert rounds_seen == [1, 2]
+    one, two = (
+        read_pairs(tmp_path / "it" / "round1" / "pairs.parquet"),
+        read_pairs(tmp_path / "it" / "round2" / "pairs.parquet"),
+    )
+    assert one.guided and not torch.equal(one.chosen_tokens, two.chosen_tokens)  # regenerated each round
+    loaded = load_generator(str(tmp_path / "it"))
+    assert all(torch.equal(v, weights_of(final.model)[k]) for k, v in weights_of(loaded.model).items())
+    rounds_seen.clear()
+    iterate_dpo(*args, guide=ScriptedVerifier(0.05), on_round=lambda r, rec: rounds_seen.append(r))
+    assert rounds_seen == []  # rerun: both rounds already done
+    with pytest.raises(ValueError, match="other settings"):
+        iterate_dpo(*args)  # unguided into a guided run's folder
+
+
+# --- commands ------------------------------------------------------------------------------------------------------
+runner = CliRunner()
+
+
+def test_cli_train_writes_a_generator_folder(tiny, tmp_path) -> None:
+    generator, folder = tiny["ar"]
+    write_pairs(_with_pngs(random_pairs(generator), generator), tmp_path / "p.parquet")
+    args = ["dpo", "train", "--model", folder, "--pairs", tmp_path / "p.parquet", "--out", tmp_path / "run",
+            "--steps", "2", "--batch-size", "2", "--loss", "ipo"]  # fmt: skip
+    result = runner.invoke(app, [str(a) for a in args])
+    assert result.exit_code == 0, result.stderr
+    assert load_generator(str(tmp_path / "run")).causal
+    again = runner.invoke(app, [str(a) for a in args])
+    assert again.exit_code == 1 and "--resume" in again.stderr
+    assert runner.invoke(app, [str(a) for a in [*args, "--resume"]]).exit_code == 0
+
+
+def _with_pngs(pairs: Pairs, generator) -> Pairs:
+    from imgcot.fileio import png_bytes
+
+    pairs.chosen_png = [png_bytes(x) for x in generator.tokens_to_images(pairs.chosen_tokens).numpy()]
+    pairs.rejected_png = [png_bytes(x) for x in generator.tokens_to_images(pairs.rejected_tokens).numpy()]
+    return pairs
+
+
+def _bad_inputs(tmp: Path) -> dict[str, tuple[list[str], str]]:
+    junk = tmp / "junk.parquet"
+    junk.write_text("not parquet")
+    out = str(tmp / "o")
+    return {
+        "labeler": (["dpo", "build-pairs", "--labeler", "judge", "--out", out], "known: oracle"),
+        "k": (["dpo", "build-pairs", "--images-per-prompt", "1", "--out", out], ">= 2 to form pairs"),
+        "benchmark": (["dpo", "build-pairs", "--prompts", str(benchmark_path()), "--out", out], "benchmark"),
+        "prompts": (["dpo", "build-pairs", "--prompts", str(tmp / "none.jsonl"), "--out", out], "none.jsonl"),
+        "model": (
+            ["dpo", "build-pairs", "--model", str(tmp / "nomodel"), "--n-prompts", "2", "--out", out],
+            "nomodel",
+        ),
+        "pairs": (["dpo", "train", "--pairs", str(tmp / "none.parquet"), "--out", out], "no such pairs file"),
+        "junk": (["dpo", "train", "--pairs", str(junk), "--out", out], "unreadable parquet"),
+        "loss": (["dpo", "train", "--pairs", str(junk), "--out", out, "--loss", "kto"], "unknown DPO loss"),
+        "reference": (["dpo", "iterate", "--reference", "mid", "--out", out], "unknown reference"),
+        "rounds": (["dpo", "iterate", "--rounds", "0", "--out", out], "--rounds must be >= 1"),
+    }
+
+
+@pytest.mark.parametrize(
+    "name", ["labeler", "k", "benchmark", "prompts", "model", "pairs", "junk", "loss", "reference", "rounds"]
+)
+def test_cli_bad_input_is_one_error_line(tmp_path, name) -> None:
+    args, fragment = _bad_inputs(tmp_path)[name]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and fragment in lines[0], result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("reference", ["round", "base"])
+def test_iterative_reference_is_the_rounds_start_or_the_base(tiny, tmp_path, monkeypatch, reference) -> None:
+    import imgcot.dpo.iterate as iterate_module
+
+    generator, folder = tiny["maskgit"]
+    real, seen = iterate_module.train_dpo, []
+
+    def spy(start, pairs, out, config, ref, *args, **kwargs):
+        seen.append((weights_of(start.model), weights_of(ref.model)))
+        return real(start, pairs, out, config, ref, *args, **kwargs)
+
+    monkeypatch.setattr(iterate_module, "train_dpo", spy)
+    config = IterateConfig(2, reference, PairConfig(images_per_prompt=4), DPOConfig(lr=1e-3, steps=1, batch_size=2))
+    iterate_dpo(str(folder), PROMPTS, tmp_path / "it", config, ScriptedVerifier())
+    base = weights_of(generator.model)
+    (start1, ref1), (start2, ref2) = seen
+    assert all(torch.equal(base[k], start1[k]) and torch.equal(base[k], ref1[k]) for k in base)
+    assert any(not torch.equal(base[k], start2[k]) for k in base)  # round 2 starts from round 1's model
+    expected = start2 if reference == "round" else base
+    assert all(torch.equal(expected[k], ref2[k]) for k in base)
