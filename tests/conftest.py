@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+import os
 import socket
 
 import pytest
+
+# Hub clients (huggingface_hub, transformers) read these at import: set them before any test imports them, so a
+# model name that is not a local folder fails at once instead of trying to download (the connect guard below
+# would stop it anyway).
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
 
 @pytest.fixture(autouse=True)
@@ -22,6 +30,11 @@ def _block_network(monkeypatch: pytest.MonkeyPatch) -> None:
 
     monkeypatch.setattr(socket.socket, "connect", _guard(real_connect))
     monkeypatch.setattr(socket.socket, "connect_ex", _guard(real_connect_ex))
+
+    def _no_connection(address, *args, **kwargs):
+        raise RuntimeError(f"network access is blocked in tests (create_connection to {address!r})")
+
+    monkeypatch.setattr(socket, "create_connection", _no_connection)
 
 
 @pytest.fixture(autouse=True, scope="session")

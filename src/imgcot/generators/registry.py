@@ -34,7 +34,31 @@ def resolve_model(name_or_path: str) -> Path:
     raise CheckpointError(f"unknown model {name_or_path!r}: not a registered name ({known}) nor a folder")
 
 
-def load_generator(name_or_path: str = DEFAULT_MODEL) -> TokenGenerator:
+# Real models behind the same contract (imgcot.hf, the [hf] extra): `<prefix><hub id or folder>`.
+HF_PREFIXES = ("hf-janus:", "hf-showo:")
+
+
+def load_hf_generator(name: str, placement=None):
+    """`hf-janus:<id>` (Janus-Pro) or `hf-showo:<id>` (Show-o) on `placement` (an imgcot.hf.devices.Placement)."""
+    prefix, _, ref = name.partition(":")
+    if not ref:
+        raise CheckpointError(f"{name!r}: give a hub id or folder after {prefix}:")
+    if prefix == "hf-janus":
+        from ..hf.janus import JanusGenerator
+
+        return JanusGenerator.from_pretrained(ref, placement)
+    from ..hf.showo import ShowoGenerator
+
+    return ShowoGenerator.from_pretrained(ref, placement)
+
+
+def load_generator(name_or_path: str = DEFAULT_MODEL, placement=None) -> TokenGenerator:
+    """A shipped name, a shapes checkpoint folder, or a real model (`hf-janus:...`, `hf-showo:...`). `placement`
+    (device, dtype) applies to real models; the shapes models run on the CPU in fp32."""
+    if name_or_path.startswith(HF_PREFIXES):
+        return load_hf_generator(name_or_path, placement)
+    if placement is not None and (placement.device not in ("auto", "cpu") or placement.dtype != "fp32"):
+        raise CheckpointError(f"{name_or_path}: the shapes models run on the CPU in fp32 (--device cpu --dtype fp32)")
     folder = resolve_model(name_or_path)
     kind = read_config(folder).get("kind")
     if kind not in KINDS:

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ..geneval.spec import Metadata
+from ..hf import is_hf_verifier
 from ..nn.io import CheckpointError
 from .oracle import OracleVerifier
 
@@ -14,11 +15,20 @@ SHIPPED = {"orm-zs": "shapes-orm-zs", "orm": "shapes-orm", "prm": "shapes-prm", 
 
 
 def load_verifier(role: str, name_or_path: str | None = None, metadata: Callable[[str], Metadata] | None = None):
-    """The verifier for a strategy's role; `name_or_path` overrides the shipped one."""
+    """The verifier for a strategy's role; `name_or_path` overrides the shipped one: a shipped name, a folder,
+    `hf-vlm:<hub id or folder>` (a vision-language judge) or `hf-clip:<hub id or folder>` (CLIP score)."""
     if role == "oracle":
         return OracleVerifier(metadata=metadata)
+    if role == "parm++":  # PARM's verifier and the reflector, "PARM[,REFLECTOR]" (reflection/registry.py)
+        from ..reflection.registry import load_parmpp_verifier
+
+        return load_parmpp_verifier(name_or_path)
     if role not in SHIPPED:
         raise ValueError(f"unknown verifier role {role!r}; known: oracle, {', '.join(SHIPPED)}")
+    if is_hf_verifier(name_or_path):  # real models over transformers (imported lazily)
+        from ..hf import load_hf_verifier
+
+        return load_hf_verifier(role, name_or_path)
     from ..generators.registry import registered_models, weights_root
 
     name = name_or_path or SHIPPED[role]
