@@ -112,6 +112,8 @@ def test_objective_metrics_and_registry() -> None:
     assert float(loss) == pytest.approx(math.log1p(math.exp(-1.0)))
     assert (m["rewards/chosen"], m["rewards/rejected"], m["rewards/margins"]) == pytest.approx((0.5, -0.5, 1.0))
     assert m["rewards/accuracies"] == 1.0 and m["logps/chosen"] == -1.0 and m["logps/rejected"] == -3.0
+    rpo, _ = dpo_objective("sigmoid", logps, 0.5, nll_weight=2.0, num_tokens=4)
+    assert float(rpo) == pytest.approx(math.log1p(math.exp(-1.0)) + 2.0 * 1.0 / 4)  # + alpha * NLL(chosen) / N
     assert tuple(LOSSES) == LOSS_NAMES and get_loss("ipo") is ipo_loss
     with pytest.raises(ValueError, match="known: sigmoid, ipo, hinge"):
         get_loss("kto")

@@ -48,6 +48,7 @@ _EPOCHS_OPT = typer.Option(_D_DPO.epochs, "--epochs", help="Passes over the pair
 _BATCH_OPT = typer.Option(_D_DPO.batch_size, "--batch-size", help="Pairs per optimisation step.")
 _WARMUP_OPT = typer.Option(_D_DPO.warmup, "--warmup", help="Warm-up steps (at most a tenth of the run).")
 _DRAWS_OPT = typer.Option(_D_DPO.mask_draws, "--mask-draws", help="Masked model: shared masks averaged.")
+_NLL_OPT = typer.Option(_D_DPO.nll_weight, "--nll-weight", help="RPO: + this x the chosen images' NLL per token.")
 _MARGIN_OPT = typer.Option(_D_DPO.margin, "--margin", help="Per-pair margin = MARGIN x verifier score gap.")
 _CKPT_OPT = typer.Option(_D_DPO.checkpoint_every, "--checkpoint-every", help="Steps between checkpoints.")
 _SEED_OPT = typer.Option(_D_DPO.seed, "--seed", help="Seed of the data order and the masks.")
@@ -176,10 +177,12 @@ def build_pairs_cmd(
     )
 
 
-def _dpo_config(loss, beta, lr, steps, epochs, batch, warmup, draws, weighting, margin, every, seed) -> DPOConfig:
+def _dpo_config(
+    loss, beta, lr, steps, epochs, batch, warmup, draws, weighting, margin, every, seed, nll=0.0
+) -> DPOConfig:
     return DPOConfig(loss=loss, beta=beta, lr=lr, steps=steps, epochs=epochs, batch_size=batch, warmup=warmup,
                      mask_draws=draws, weighting=weighting, margin=margin, checkpoint_every=every,
-                     seed=seed)  # fmt: skip
+                     seed=seed, nll_weight=nll)  # fmt: skip
 
 
 @dpo_app.command("train")
@@ -198,6 +201,7 @@ def train_cmd(
     mask_draws: int = _DRAWS_OPT,
     weighting: str = typer.Option(_D_DPO.weighting, "--weighting", help="none, or gap (verifier score gap)."),
     margin: float = _MARGIN_OPT,
+    nll_weight: float = _NLL_OPT,
     checkpoint_every: int = _CKPT_OPT,
     seed: int = _SEED_OPT,
     resume: bool = typer.Option(False, "--resume", help="Continue the checkpoint in --out."),
@@ -209,7 +213,7 @@ def train_cmd(
 
     with _errors():
         config = _dpo_config(loss, beta, lr, steps, epochs, batch_size, warmup, mask_draws, weighting, margin,
-                             checkpoint_every, seed)  # fmt: skip
+                             checkpoint_every, seed, nll_weight)  # fmt: skip
         data = read_pairs(pairs, images=False)
         generator = load_generator(model)
         ref = load_generator(reference) if reference is not None else None
@@ -248,6 +252,7 @@ def iterate_cmd(
     warmup: int = _WARMUP_OPT,
     mask_draws: int = _DRAWS_OPT,
     margin: float = _MARGIN_OPT,
+    nll_weight: float = _NLL_OPT,
     checkpoint_every: int = _CKPT_OPT,
     seed: int = _SEED_OPT,
 ) -> None:
@@ -260,7 +265,7 @@ def iterate_cmd(
         pair_cfg = _pair_config(n_prompts, images_per_prompt, sample_seed, sample_batch_size, exclude_benchmark,
                                 prompt_seed, pairs_per_prompt)  # fmt: skip
         dpo_cfg = _dpo_config(loss, beta, lr, steps, epochs, batch_size, warmup, mask_draws,
-                              "gap" if guided else "none", margin, checkpoint_every, seed)  # fmt: skip
+                              "gap" if guided else "none", margin, checkpoint_every, seed, nll_weight)  # fmt: skip
         config = IterateConfig(rounds, reference, pair_cfg, dpo_cfg)
         metas = _metas(prompts, n_prompts, prompt_seed, exclude_benchmark)
         judge = _verifier(labeler, verifier, metas, "--labeler")

@@ -48,6 +48,7 @@ class DPOConfig:
     mask_draws: int = 1  # masked-token generator: shared-mask estimates averaged per log-probability
     weighting: str = "none"  # "gap": per-pair weight from the verifier's score gap (verifier-guided DPO)
     margin: float = 0.0  # per-pair margin = margin * score gap, in reward units (verifier-guided DPO)
+    nll_weight: float = 0.0  # RPO: + nll_weight * NLL of the chosen image per token (0: plain DPO)
     checkpoint_every: int = 50
     seed: int = 0
 

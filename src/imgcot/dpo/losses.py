@@ -65,11 +65,18 @@ def dpo_objective(
     beta: float,
     weights: torch.Tensor | None = None,
     margins: torch.Tensor | float = 0.0,
+    nll_weight: float = 0.0,
+    num_tokens: int = 1,
 ) -> tuple[torch.Tensor, dict[str, float]]:
-    """Mean (weighted) loss over pairs and TRL-style metrics; `logps` holds (B,) policy_/ref_ chosen/rejected."""
+    """Mean (weighted) loss over pairs and TRL-style metrics; `logps` holds (B,) policy_/ref_ chosen/rejected.
+
+    `nll_weight` > 0 adds alpha * the chosen samples' negative log-likelihood per image token (RPO, Pang et al.
+    2024): it keeps DPO from lowering the chosen images' likelihood along with the rejected ones'."""
     pc, pr, rc, rr = (logps[k] for k in ("policy_chosen", "policy_rejected", "ref_chosen", "ref_rejected"))
     losses = get_loss(name)(log_ratio_gap(pc, pr, rc, rr), beta, margins)
     loss = (losses if weights is None else weights * losses).mean()
+    if nll_weight:
+        loss = loss + nll_weight * (-pc).mean() / num_tokens
     chosen_rewards, rejected_rewards = beta * (pc - rc).detach(), beta * (pr - rr).detach()
     metrics = {
         "loss": float(loss.detach()),

@@ -168,7 +168,15 @@ def train_dpo(
             None if ref_cache is None else (ref_cache[0][rows], ref_cache[1][rows]),
         )
         batch_weights = None if weights is None else weights[rows]
-        loss, metrics = dpo_objective(config.loss, logps, config.beta, batch_weights, margins[rows])
+        loss, metrics = dpo_objective(
+            config.loss,
+            logps,
+            config.beta,
+            batch_weights,
+            margins[rows],
+            config.nll_weight,
+            pairs.chosen_tokens.shape[1],
+        )
         lr = lr_at(step, config.lr, config.warmup, total)
         for group in optimizer.param_groups:
             group["lr"] = lr
