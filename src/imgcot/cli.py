@@ -77,10 +77,19 @@ def _progress(description: str) -> Callable[[Sequence[T]], Iterable[T]]:
     return wrap
 
 
-def _detector(name: str) -> Detector:
+def _detector(name: str, clip: str | None = None, place=None) -> Detector:
+    """A registered detector, or `hf-mask2former:<id>` with CLIP `clip` for real images (imgcot.hf.geneval_real)."""
+    if name.startswith("hf-mask2former:"):
+        from .hf.cli_glue import load_detector, placement
+
+        return load_detector(name, clip, place or placement("auto", "fp32"))
     if name not in DETECTORS:
-        raise InputError(f"unknown detector {name!r}; known detectors: {', '.join(DETECTORS)}")
+        raise InputError(f"unknown detector {name!r}; known detectors: {', '.join(DETECTORS)}, hf-mask2former:<id>")
     return DETECTORS[name]()
+
+
+_DETECTOR_HELP = f"Detector: {', '.join(DETECTORS)}, or hf-mask2former:<hub id or folder> for real images."
+_CLIP_HELP = "CLIP for real-image colours (default openai/clip-vit-large-patch14)."
 
 
 def _check_fresh(out: Path, n_prompts: int, n_images: int) -> None:
@@ -145,11 +154,14 @@ def shapes_prompt_to_metadata(text: str = typer.Argument(..., help="A prompt in 
 def geneval_score(
     folder: Path = typer.Argument(..., help="GenEval-layout folder: 00000/metadata.jsonl, 00000/samples/0000.png."),
     out: Path | None = typer.Option(None, "--out", help="Results file (default: FOLDER/results.jsonl)."),
-    detector: str = typer.Option("shapes", "--detector", help=f"Detector: {', '.join(DETECTORS)}."),
+    detector: str = typer.Option("shapes", "--detector", help=_DETECTOR_HELP),
+    clip: str | None = typer.Option(None, "--clip", help=_CLIP_HELP),
+    device: str = typer.Option("auto", "--device", help="Real-image detector: auto, cpu, cuda or cuda:N."),
+    dtype: str = typer.Option("fp32", "--dtype", help="Real-image detector: fp32, fp16 or bf16 (GPU only)."),
 ) -> None:
     """Score a folder of images with GenEval's rules; write results and summary.json; print the summary."""
     with _user_errors():
-        scorer = _detector(detector)
+        scorer = _detector(detector, clip, _placement(device, dtype) if detector != "shapes" else None)
         _, summary = score_folder(folder, scorer, out, progress=_progress("scoring"))
     typer.echo(format_summary(summary))
     typer.echo(f"\nresults: {out or folder / 'results.jsonl'}\nsummary: {folder / SUMMARY_FILE}")
@@ -174,10 +186,23 @@ def geneval_check(
     typer.echo(f"  {'total':<16}{len(entries):>5}")
 
 
-def _load_model(name: str):
+def _load_model(name: str, place=None):
     from .generators.registry import load_generator
 
-    return load_generator(name)
+    return load_generator(name, place)
+
+
+def _placement(device: str, dtype: str):
+    """Checked device/dtype names for a real model (imgcot.hf.devices.Placement)."""
+    from .hf.cli_glue import placement
+
+    return placement(device, dtype)
+
+
+_DEVICE_OPT = typer.Option("auto", "--device", help="Generator device: auto, cpu, cuda or cuda:N (real models).")
+_DTYPE_OPT = typer.Option("fp32", "--dtype", help="Generator dtype: fp32, fp16 or bf16 (fp16/bf16 on a GPU only).")
+_JUDGE_DEVICE_OPT = typer.Option("auto", "--judge-device", help="hf-vlm/hf-clip judge device (auto: its default).")
+_JUDGE_DTYPE_OPT = typer.Option("auto", "--judge-dtype", help="hf-vlm/hf-clip judge dtype: auto, fp32, fp16, bf16.")
 
 
 def _positive(name: str, value: int) -> int:
@@ -186,12 +211,29 @@ def _positive(name: str, value: int) -> int:
     return value
 
 
-_STRATEGY_OPT = typer.Option("baseline", "--strategy", help="baseline, orm-zs, orm, prm, parm or oracle.")
-_VERIFIER_OPT = typer.Option(None, "--verifier", help="Verifier name or folder (default: the shipped one).")
+_STRATEGY_OPT = typer.Option(
+    "baseline", "--strategy", help="baseline, orm-zs, orm, prm, parm, parm++, parm++-noreflect or oracle."
+)
+_VERIFIER_OPT = typer.Option(
+    None, "--verifier", help="Verifier name or folder (default: the shipped one); parm++: PARM[,REFLECTOR]."
+)
+_ROUNDS_OPT = typer.Option(3, "--max-rounds", help="parm++: reflection and correction rounds at most.")
 
 
-def _strategy_verifier(strategy: str, verifier: str | None, metas: Sequence[Metadata]):
-    """The verifier a strategy's role needs: the GenEval oracle, or a learned verifier (shipped or a folder)."""
+def _with_rounds(verifier, max_rounds: int):
+    """parm++'s round limit on the verifier bundle it is handed (search/reflect.py)."""
+    if max_rounds < 0:
+        raise InputError(f"--max-rounds must be >= 0, got {max_rounds}")
+    if hasattr(verifier, "max_rounds"):
+        verifier.max_rounds = max_rounds
+    return verifier
+
+
+def _strategy_verifier(
+    strategy: str, verifier: str | None, metas: Sequence[Metadata], detector: Detector | None = None, judge=None
+):
+    """The verifier a strategy's role needs: the GenEval oracle (on `detector` when given), or a learned verifier
+    (shipped, a folder, or hf-vlm:/hf-clip:, loaded by `judge` on its own device when given)."""
     from .search import get_strategy
     from .verifiers.registry import load_verifier
 
@@ -199,12 +241,37 @@ def _strategy_verifier(strategy: str, verifier: str | None, metas: Sequence[Meta
     if role is None:
         return None
     lookup = {m["prompt"]: m for m in metas}
+    if role == "oracle" and detector is not None:
+        from .verifiers import OracleVerifier
+
+        return OracleVerifier(lookup.__getitem__, detector)
+    if judge is not None:
+        if not (verifier or "").startswith(("hf-vlm:", "hf-clip:")):
+            raise InputError("--judge-device / --judge-dtype apply to --verifier hf-vlm:<id> or hf-clip:<id> only")
+        return judge(role, verifier)
     return load_verifier(role, verifier, metadata=lookup.__getitem__)
+
+
+def _judge(device: str, dtype: str):
+    from .hf.cli_glue import judge_loader
+
+    return judge_loader(device, dtype)
+
+
+def _prompt_meta(prompt: str, model: str, strategy: str) -> Metadata:
+    """A shapes model's prompt must parse (its metadata feeds the oracle); a real model takes any text."""
+    if not model.startswith(("hf-janus:", "hf-showo:")):
+        return parse_prompt(prompt)
+    if not prompt.strip():
+        raise InputError("the prompt is empty")
+    if strategy == "oracle":
+        raise InputError("the oracle needs GenEval metadata for a real model: use imgcot eval --prompts FILE")
+    return {"prompt": prompt.strip()}
 
 
 @app.command("generate")
 def generate_cmd(
-    prompt: str = typer.Argument(..., help="A shapes prompt, e.g. 'a photo of a red star'."),
+    prompt: str = typer.Argument(..., help="A prompt: shapes grammar for shapes models, any text for hf-* models."),
     model: str = typer.Option("shapes-maskgit", "--model", help="Registered model name or checkpoint folder."),
     seed: int = typer.Option(0, "--seed", help="Candidate seeds derive from image_seed(seed, 0, 0)."),
     n: int = typer.Option(1, "--n", help="Candidates N (baseline writes all N; a strategy writes its choice)."),
@@ -213,7 +280,12 @@ def generate_cmd(
     save_steps: bool = typer.Option(False, "--save-steps", help="Also write every step's intermediate image."),
     strategy: str = _STRATEGY_OPT,
     verifier: str | None = _VERIFIER_OPT,
+    max_rounds: int = _ROUNDS_OPT,
     trace: bool = typer.Option(False, "--trace", help="Write trace.json and an HTML view of every step."),
+    device: str = _DEVICE_OPT,
+    dtype: str = _DTYPE_OPT,
+    judge_device: str = _JUDGE_DEVICE_OPT,
+    judge_dtype: str = _JUDGE_DTYPE_OPT,
 ) -> None:
     """Generate images for one prompt, plainly (baseline) or with a verifier-guided search strategy."""
     from .pipeline import image_seed
@@ -221,12 +293,13 @@ def generate_cmd(
     from .trace_html import write_trace
 
     with _user_errors():
-        meta = parse_prompt(prompt)
+        meta = _prompt_meta(prompt, model, strategy)
         _positive("--n", n)
         _positive("--batch-size", batch_size)
-        generator = _load_model(model)
+        generator = _load_model(model, _placement(device, dtype))
         seeds = candidate_seeds(image_seed(seed, 0, 0), n)
-        judge_with = _strategy_verifier(strategy, verifier, [meta])
+        judge_with = _strategy_verifier(strategy, verifier, [meta], judge=_judge(judge_device, judge_dtype))
+        judge_with = _with_rounds(judge_with, max_rounds)
         record = save_steps or trace
         if strategy == "baseline":  # every candidate is an output image, batch_size rows at a time
             groups = [seeds[i : i + batch_size] for i in range(0, n, batch_size)]
@@ -266,21 +339,35 @@ def eval_cmd(
     strategy: str = _STRATEGY_OPT,
     n: int = typer.Option(1, "--n", help="Candidates per image for a search strategy."),
     verifier: str | None = _VERIFIER_OPT,
+    max_rounds: int = _ROUNDS_OPT,
+    detector: str = typer.Option("shapes", "--detector", help=_DETECTOR_HELP + " Scores the run; the oracle uses it."),
+    clip: str | None = typer.Option(None, "--clip", help=_CLIP_HELP),
+    device: str = _DEVICE_OPT,
+    dtype: str = _DTYPE_OPT,
+    judge_device: str = _JUDGE_DEVICE_OPT,
+    judge_dtype: str = _JUDGE_DTYPE_OPT,
 ) -> None:
     """Generate in GenEval layout, score it, write results.jsonl and summary.json (with compute)."""
     import json
 
     from rich.progress import Progress
 
+    from .geneval.spec import read_metadata
     from .pipeline import eval_generate
 
     with _user_errors():
-        entries = read_shapes_metadata(prompts) if prompts is not None else load_benchmark()
+        if detector != "shapes" and prompts is None:
+            raise InputError("--prompts is required with a real-image detector (e.g. GenEval's metadata file)")
+        entries = read_shapes_metadata(prompts) if detector == "shapes" and prompts else None
+        entries = entries or (read_metadata(prompts) if prompts is not None else load_benchmark())
         _positive("--images-per-prompt", images_per_prompt)
         _positive("--batch-size", batch_size)
         _positive("--n", n)
-        generator = _load_model(model)
-        judge_with = _strategy_verifier(strategy, verifier, entries)
+        place = _placement(device, dtype)
+        scorer = _detector(detector, clip, _placement(device, "fp32")) if detector != "shapes" else ShapesDetector()
+        generator = _load_model(model, place)
+        judge_with = _strategy_verifier(strategy, verifier, entries, scorer, _judge(judge_device, judge_dtype))
+        judge_with = _with_rounds(judge_with, max_rounds)
         with Progress(console=_stderr, transient=True) as bar:
             task = bar.add_task(f"{strategy} N={n}", total=len(entries))
             compute = eval_generate(
@@ -295,7 +382,7 @@ def eval_cmd(
                 judge_with,
                 on_progress=lambda k: bar.advance(task, k),
             )
-        _, summary = score_folder(out, ShapesDetector(), progress=_progress("scoring"))
+        _, summary = score_folder(out, scorer, progress=_progress("scoring"))
         summary["compute"] = {
             "generator_forwards": compute["generator_forwards"],
             "verifier_calls": compute["verifier_calls"],
@@ -467,6 +554,16 @@ def demo(
 from .cli_verifiers import verifiers_app  # noqa: E402
 
 app.add_typer(verifiers_app, name="verifiers")
+from .cli_dpo import dpo_app  # noqa: E402
+
+app.add_typer(dpo_app, name="dpo")
+from .cli_hf import judge_app  # noqa: E402
+
+app.add_typer(judge_app, name="judge")
+from .cli_reflect import reflect_app, train_self_correct_cmd  # noqa: E402
+
+app.add_typer(reflect_app, name="reflect")
+train_app.command("self-correct")(train_self_correct_cmd)
 
 
 def main() -> None:

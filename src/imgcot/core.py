@@ -160,3 +160,59 @@ class StepVerifier(Protocol):
     """PRM / PARM: judges a step's intermediate image (the preview) of each row."""
 
     def judge(self, prompts: list[str], previews: torch.Tensor, step: int, num_steps: int) -> StepScore: ...
+
+
+# --- reflection (PARM++, shared/method.md section 3) ---------------------------------------------------------------
+CLAUSE_KINDS: tuple[str, ...] = ("missing", "count", "extra", "colour", "relation")
+
+
+@dataclass(frozen=True)
+class Clause:
+    """One failed requirement of a prompt, as GenEval's rules find it (geneval/rules.py reasons).
+
+    kinds: ``missing`` (an object asked once is absent), ``count`` (fewer than asked), ``extra`` (more than
+    allowed), ``colour`` (present in another colour), ``relation`` (present, wrongly placed)."""
+
+    kind: str
+    obj: str  # the object the clause is about
+    slot: int = 0  # index of its include clause in the metadata (-1: none)
+    color: str | None = None  # the colour the prompt asks for
+    count: int = 1  # the count the prompt asks for
+    found_color: str | None = None  # colour: the colour seen instead
+    found_count: int | None = None  # missing / count / extra: how many were seen
+    relation: str | None = None  # relation: what the prompt asks, e.g. "left of"
+    target: str | None = None  # relation: the reference object
+
+    def __post_init__(self) -> None:
+        if self.kind not in CLAUSE_KINDS:
+            raise ValueError(f"unknown clause kind {self.kind!r}; known: {', '.join(CLAUSE_KINDS)}")
+
+
+@dataclass
+class Reflection:
+    """A reflector's answer about one image: P(aligned), the failed clauses and the critique built from them."""
+
+    aligned: float  # probability that the image matches the prompt
+    clauses: tuple[Clause, ...] = ()
+    critique: str = ""
+    patches: object | None = None  # (grid, grid) int array: object index seen per token patch (0 none, 1..6)
+    threshold: float = 0.5  # the reflector's cut: aligned at or above it is a "yes"
+
+    @property
+    def ok(self) -> bool:
+        return self.aligned >= self.threshold
+
+
+class Reflector(Protocol):
+    """PARM++'s reflection: per image, aligned or not, what failed, and a critique sentence."""
+
+    def reflect(self, prompts: list[str], images: torch.Tensor) -> list[Reflection]: ...  # (B,H,W,3) uint8
+
+
+class SelfCorrector(Protocol):
+    """Regenerates from (prompt, previous image, reflection): (B,H,W,3) uint8 images, per-row generator forward
+    passes and per-row number of image tokens redrawn."""
+
+    def correct(
+        self, prompts: list[str], seeds: list[int], images: torch.Tensor, reflections: list[Reflection]
+    ) -> tuple[torch.Tensor, list[int], list[int]]: ...

@@ -23,6 +23,12 @@ written (images=False) or not recorded (run without record_previews):
                  "preview": path | null}
               ]
             }
+          ],
+          "rounds": [                         # PARM++ only (absent for other strategies): round 0 is PARM's image
+            {"round": int, "image": path | null, "forwards": int, "redrawn": int | null, "chosen": bool,
+             "aligned": float | null,         # the reflector's P(aligned); null: not asked (the last image)
+             "critique": str | null,          # the sentence built from the failed clauses
+             "clauses": [{"kind": str, "obj": str, ...}]}   # reflection/clauses.py clause_dict
           ]
         }
       ]
@@ -43,7 +49,7 @@ import numpy as np
 
 from .core import Compute
 from .fileio import png_bytes, save_png, write_text_atomic
-from .search.result import CandidateTrace, Judgment, SearchResult, total_compute
+from .search.result import CandidateTrace, Judgment, RoundTrace, SearchResult, total_compute
 
 SCHEMA_VERSION = 1
 
@@ -92,6 +98,12 @@ def _candidate(c: CandidateTrace, folder: Path | None, stem: str) -> dict:
             "outcome": c.outcome, "final": _image(c.final, folder, f"{stem}_final.png"), "steps": steps}  # fmt: skip
 
 
+def _round(t: RoundTrace, folder: Path | None, stem: str) -> dict:
+    return {"round": t.index, "image": _image(t.image, folder, f"{stem}_r{t.index}.png"), "forwards": t.forwards,
+            "redrawn": t.redrawn, "aligned": t.aligned, "critique": t.critique, "clauses": t.clauses,
+            "chosen": t.chosen}  # fmt: skip
+
+
 def trace_dict(results: list[SearchResult], folder: Path | None = None) -> dict:
     """The trace.json document; images are written under `folder`/images when a folder is given."""
     first = results[0]
@@ -100,6 +112,8 @@ def trace_dict(results: list[SearchResult], folder: Path | None = None) -> dict:
         candidates = [_candidate(c, folder, f"p{p:04d}_c{c.index:03d}") for c in r.candidates]
         prompts.append({"prompt": r.prompt, "chosen": r.chosen, "image": _image(r.image, folder, f"p{p:04d}.png"),
                         "compute": _compute(r.compute), "candidates": candidates})  # fmt: skip
+        if r.rounds is not None:
+            prompts[-1]["rounds"] = [_round(t, folder, f"p{p:04d}") for t in r.rounds]
     return {"version": SCHEMA_VERSION, "strategy": first.strategy, "n": first.n, "num_steps": first.num_steps,
             "compute": _compute(total_compute(results)), "prompts": prompts}  # fmt: skip
 
@@ -117,6 +131,8 @@ td.pruned { outline: 2px solid #c62828; } td.after { opacity: 0.3; }
 td.kept { outline: 2px solid #1565c0; }
 .j { font-size: 11px; color: #555; } .no { color: #c62828; } .yes { color: #2a7d2a; }
 .mark { font-weight: bold; color: #c62828; } .keptmark { font-weight: bold; color: #1565c0; }
+table.rounds td { border-top: 1px solid #ddd; max-width: 140px; }
+.critique { font-size: 11px; color: #c62828; font-style: italic; }
 """
 
 
@@ -166,16 +182,38 @@ def _candidate_row(c: CandidateTrace, num_steps: int) -> str:
     return f'<tr class="candidate{" chosen" if c.chosen else ""}">{"".join(cells)}</tr>'
 
 
+def _rounds_table(r: SearchResult) -> str:
+    """PARM++: one column per round, its image, the reflector's answer and the critique that drove the next."""
+    if not r.rounds:
+        return ""
+    head = "".join(f"<th>round {t.index}{' (PARM)' if t.index == 0 else ''}{' &#10003;' if t.chosen else ''}</th>"
+                   for t in r.rounds)  # fmt: skip
+    cells = []
+    for t in r.rounds:
+        body = _img_tag(t.image, f"round {t.index}") + _prob("aligned", t.aligned)
+        if t.index:
+            body += f"<div class='j'>{t.redrawn} tokens redrawn, {t.forwards} fwd</div>"
+        if t.critique is not None and (t.aligned is None or t.aligned < 0.5):
+            body += f"<div class='critique'>{html.escape(t.critique)}</div>"
+        cells.append(f"<td>{body}</td>")
+    return f"<div class='j'>reflection and self-correction</div><table class='rounds'><tr>{head}</tr>" \
+        f"<tr>{''.join(cells)}</tr></table>"  # fmt: skip
+
+
+def _after_rounds(r: SearchResult) -> str:
+    return "" if r.rounds is None else f", after {len(r.rounds) - 1} correction round(s)"
+
+
 def _prompt_section(r: SearchResult, p: int) -> str:
     head = "".join(f"<th>step {s}</th>" for s in range(1, r.num_steps + 1))
     rows = "".join(_candidate_row(c, r.num_steps) for c in r.candidates)
     c = r.compute
     return (
         f"<h2>{p}. {html.escape(r.prompt)}</h2>"
-        f"<div>chosen: candidate {r.chosen} {_img_tag(r.image, 'chosen image')}</div>"
+        f"<div>chosen: candidate {r.chosen}{_after_rounds(r)} {_img_tag(r.image, 'chosen image')}</div>"
         f"<div class='j'>{c.generator_forwards} generator forward passes, {c.verifier_calls} verifier calls, "
         f"{sum(t.pruned_at is not None for t in r.candidates)} of {len(r.candidates)} candidates pruned</div>"
-        f"<table><tr><th>candidate</th>{head}<th>final</th></tr>{rows}</table>"
+        f"<table><tr><th>candidate</th>{head}<th>final</th></tr>{rows}</table>" + _rounds_table(r)
     )
 
 

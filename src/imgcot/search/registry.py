@@ -9,14 +9,16 @@ from ..core import StepwiseGenerator
 from ..sampling import row_seed
 from .best_of_n import baseline, best_of_n
 from .parm import parm
+from .reflect import parm_plus_plus, parm_plus_plus_judge_only
 from .result import SearchResult
 from .step_search import step_search
 
 StrategyFn = Callable[..., list[SearchResult]]
 
 # Verifier roles: which verifier object a strategy is handed. 'parm' needs judge() (clarity, potential) and
-# score() (the outcome question) on one object; 'oracle' is imgcot.verifiers.OracleVerifier.
-VERIFIER_ROLES = ("orm", "orm-zs", "prm", "parm", "oracle")
+# score() (the outcome question) on one object; 'parm++' also reflect() and max_rounds (search/reflect.py);
+# 'oracle' is imgcot.verifiers.OracleVerifier.
+VERIFIER_ROLES = ("orm", "orm-zs", "prm", "parm", "parm++", "oracle")
 
 
 @dataclass(frozen=True)
@@ -35,6 +37,13 @@ STRATEGIES: dict[str, Strategy] = {
         Strategy("orm", best_of_n, "orm", "best-of-N with the fine-tuned outcome verifier"),
         Strategy("prm", step_search, "prm", "step-level search: fork N branches per step, keep the best value"),
         Strategy("parm", parm, "parm", "clarity -> potential once -> truncate -> best-of-N' on survivors"),
+        Strategy("parm++", parm_plus_plus, "parm++", "PARM, then reflect and self-correct from the critique"),
+        Strategy(
+            "parm++-noreflect",
+            parm_plus_plus_judge_only,
+            "parm++",
+            "PARM++ without reflection: the reflector only judges, a rejected image is redrawn from scratch",
+        ),
         Strategy("oracle", best_of_n, "oracle", "best-of-N with the GenEval evaluator as verifier (upper bound)"),
     )
 }

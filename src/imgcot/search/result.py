@@ -42,6 +42,21 @@ class CandidateTrace:
 
 
 @dataclass
+class RoundTrace:
+    """One round of PARM++'s reflect-and-correct loop: the image in hand after `index` corrections (round 0 is
+    PARM's choice) and, when it was asked, the reflection on it (whose critique drives round index + 1)."""
+
+    index: int
+    image: np.ndarray  # (H, W, 3) uint8
+    forwards: int = 0  # generator forward passes of the correction that made this image (0 for round 0)
+    redrawn: int | None = None  # image tokens the correction redrew
+    aligned: float | None = None  # the reflector's P(aligned) for this image; None: not asked (last round)
+    critique: str | None = None
+    clauses: list[dict] = field(default_factory=list)  # the failed clauses (reflection/clauses.py clause_dict)
+    chosen: bool = False  # this round's image is the answer
+
+
+@dataclass
 class SearchResult:
     """One prompt's outcome. `compute` is this prompt's share: exact forwards and verifier calls, wall time split
     evenly over the prompts of the call, so summing over results gives the call's total (`total_compute`)."""
@@ -54,6 +69,7 @@ class SearchResult:
     chosen: int  # index of the chosen candidate
     candidates: list[CandidateTrace]
     compute: Compute
+    rounds: list[RoundTrace] | None = None  # PARM++: reflection and correction rounds (None for other strategies)
 
 
 def total_compute(results: list[SearchResult]) -> Compute:
