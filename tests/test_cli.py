@@ -191,7 +191,8 @@ def test_demo_compares_baseline_with_parm_and_writes_a_trace(tmp_path: Path) -> 
     result = _run("demo", "--out", demo)
     assert result.exit_code == 0, result.stderr
     assert "trace.html" in result.stdout
-    summaries = {row: json.loads((demo / row / "summary.json").read_text()) for row in ("baseline", "parm")}
+    rows = ("baseline", "parm", "parmpp")
+    summaries = {row: json.loads((demo / row / "summary.json").read_text()) for row in rows}
     for summary in summaries.values():
         assert summary["n_prompts"] == 2 * len(TAGS)
     assert (demo / "parm" / "00000" / "samples" / "0000.png").is_file()
@@ -201,6 +202,8 @@ def test_demo_compares_baseline_with_parm_and_writes_a_trace(tmp_path: Path) -> 
     trace = json.loads((demo / "trace" / "trace.json").read_text())
     assert len(trace["prompts"]) == 3
     assert (demo / "trace" / "trace.html").read_text().count("<img") > 0
+    rounds = json.loads((demo / "trace-parmpp" / "trace.json").read_text())["prompts"][0]["rounds"]
+    assert len(rounds) >= 2 and rounds[0]["critique"]  # the demo's PARM++ case is corrected at least once
     assert _run("demo", "--out", demo).exit_code == 0  # a rerun resumes: nothing left to generate
 
 

@@ -518,27 +518,43 @@ def _demo_eval(generator, entries, out: Path, strategy: str, verifier) -> dict:
     return summary
 
 
+# A case whose PARM pick binds the colours the wrong way round; the reflector names both wrong colours.
+DEMO_CORRECTION_PROMPT, DEMO_CORRECTION_SEED = "a photo of a red star and a blue circle", 0
+
+
 @app.command("demo")
 def demo(
     out: Path = typer.Option(Path("runs/demo"), "--out", help="Output folder."),
     model: str = typer.Option("shapes-maskgit", "--model", help="Registered model name or checkpoint folder."),
+    corrector: str = typer.Option("shapes-maskgit-sc", "--corrector", help="Self-correcting generator (PARM++)."),
 ) -> None:
-    """Plain generation vs PARM (N = 8) on a few prompts of every tag, plus the HTML trace of three prompts."""
+    """Plain generation vs PARM vs PARM++ (N = 8) on a few prompts of every tag, plus HTML traces."""
     from .search import candidate_seeds, run_strategy
     from .trace_html import write_trace
 
     with _user_errors():
         entries = subset(load_benchmark(), DEMO_PROMPTS_PER_TAG)
-        generator = _load_model(model)
+        generator, correcting = _load_model(model), _load_model(corrector)
         parm = _strategy_verifier("parm", None, entries)
+        parmpp = _strategy_verifier("parm++", None, entries)
         rows = {}
-        for strategy in ("baseline", "parm"):
+        for strategy, gen in (("baseline", generator), ("parm", generator), ("parm++", correcting)):
             typer.echo(f"{strategy} ({'N=1' if strategy == 'baseline' else f'N={DEMO_N}'}) ...", err=True)
-            rows[strategy] = _demo_eval(generator, entries, out / strategy, strategy, parm)
+            judge_with = parmpp if strategy == "parm++" else parm
+            rows[strategy] = _demo_eval(gen, entries, out / strategy.replace("+", "p"), strategy, judge_with)
         traced = [next(m for m in entries if m["tag"] == tag) for tag in DEMO_TRACE_TAGS]
         seeds = [candidate_seeds(1000 + i, DEMO_N) for i in range(len(traced))]
         results = run_strategy("parm", generator, [m["prompt"] for m in traced], seeds, parm, record_previews=True)
         page = write_trace(results, out / "trace")
+        fixed = run_strategy(
+            "parm++",
+            correcting,
+            [DEMO_CORRECTION_PROMPT],
+            [candidate_seeds(DEMO_CORRECTION_SEED, 4)],
+            parmpp,
+            record_previews=True,
+        )
+        corrected = write_trace(fixed, out / "trace-parmpp")
     typer.echo(f"\n{'':<10}" + "".join(f"{t:>14}" for t in (*TAGS, "overall")) + f"{'forwards':>12}{'seconds':>9}")
     for name, summary in rows.items():
         cells = "".join(f"{summary['tasks'].get(t, float('nan')):>14.3f}" for t in TAGS)
@@ -547,7 +563,8 @@ def demo(
             f"{name:<10}{cells}{summary['overall']:>14.3f}{spent['generator_forwards']:>12,}{spent['wall_seconds']:>9.1f}"
         )
     typer.echo(f"\n{len(entries)} prompts x {DEMO_IMAGES_PER_PROMPT} images; images and results under {out}/<row>/")
-    typer.echo(f"step-by-step trace (open in a browser): {page}")
+    typer.echo(f"PARM++ reflecting on and correcting {DEMO_CORRECTION_PROMPT!r}: {corrected}")
+    typer.echo(f"PARM's step-by-step search on three prompts: {page}")
 
 
 # --- sub-apps in their own modules (imported last: they reuse the helpers above) ------------------------------
