@@ -35,9 +35,8 @@ from imgcot.search import candidate_seeds, run_strategy
 from imgcot.search.reflect import MAX_ROUNDS, SELECT, as_corrector, reflect_and_correct
 from imgcot.trace_html import write_trace
 from imgcot.verifiers.registry import load_verifier
-from imgcot.worlds.shapes.benchmark import load_benchmark, subset
+from imgcot.worlds.shapes.benchmark import dev_prompts, load_benchmark, subset
 from imgcot.worlds.shapes.detector import ShapesDetector
-from imgcot.worlds.shapes.sampler import random_metadata
 
 ROWS = ("base", "plain", "orm", "parm", "parm++ w/o reflection", "parm++")
 LABELS = {
@@ -48,18 +47,6 @@ LABELS = {
     "parm++ w/o reflection": "+ PARM++ w/o reflection",
     "parm++": "+ PARM++ (reflection)",
 }
-
-
-def dev_prompts(per_tag: int = 40, seed: int = 7) -> list[dict]:
-    rng = np.random.default_rng(seed)
-    seen, out = set(), []
-    for tag in TAGS:
-        for _ in range(per_tag):
-            meta = random_metadata(tag, rng)
-            if meta["prompt"] not in seen:
-                seen.add(meta["prompt"])
-                out.append(meta)
-    return out
 
 
 def _correct(detector, metas, images) -> list[bool]:

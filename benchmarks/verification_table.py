@@ -26,23 +26,10 @@ from imgcot.pipeline import eval_generate, image_seed
 from imgcot.search.parm import first_clarity_step
 from imgcot.search.replay import SlotRecord, choose_baseline, choose_best_of_n, choose_parm, record_slots
 from imgcot.verifiers.registry import load_verifier
-from imgcot.worlds.shapes.benchmark import load_benchmark
+from imgcot.worlds.shapes.benchmark import dev_prompts, load_benchmark
 from imgcot.worlds.shapes.detector import ShapesDetector
-from imgcot.worlds.shapes.sampler import random_metadata
 
 SCALING_N = (1, 2, 4, 8, 16, 20)
-
-
-def dev_prompts(per_tag: int = 40, seed: int = 7) -> list[dict]:
-    rng = np.random.default_rng(seed)
-    seen, out = set(), []
-    for tag in TAGS:
-        for _ in range(per_tag):
-            meta = random_metadata(tag, rng)
-            if meta["prompt"] not in seen:
-                seen.add(meta["prompt"])
-                out.append(meta)
-    return out
 
 
 def _save_chunk(path: Path, slots: list[SlotRecord]) -> None:

@@ -72,3 +72,14 @@ def test_non_shapes_classes_are_named(tmp_path: Path) -> None:
     path.write_text(json.dumps({"tag": "two_object", "include": include, "prompt": "a photo of a dog and a star"}))
     with pytest.raises(UnknownWordError, match=r"m.jsonl: classes unknown to the shapes world: dog; it knows: circle"):
         read_shapes_metadata(path)
+
+
+def test_dev_prompt_set_is_seeded_distinct_and_valid():
+    from imgcot.worlds.shapes.benchmark import dev_prompts
+    from imgcot.worlds.shapes.prompts import parse_prompt
+
+    first, again = dev_prompts(), dev_prompts()
+    assert first == again and len(first) == 151  # 240 draws from seed 7, repeats dropped
+    assert len({m["prompt"] for m in first}) == len(first)
+    assert all(parse_prompt(m["prompt"]) == m for m in first)
+    assert dev_prompts(seed=8) != first

@@ -70,6 +70,16 @@ def load_benchmark() -> list[Metadata]:
     return read_metadata(benchmark_path())
 
 
+DEV_SEED = 7
+
+
+def dev_prompts(per_tag: int = 40, seed: int = DEV_SEED) -> list[Metadata]:
+    """A second prompt set of our own (never the benchmark's draws): `per_tag` draws per tag from `seed`, repeats
+    dropped (240 draws give 151 prompts). Verification tables use it to confirm the benchmark's ordering."""
+    rng = np.random.default_rng(seed)
+    return dedupe(random_metadata(tag, rng) for tag in TAGS for _ in range(per_tag))
+
+
 def read_shapes_metadata(path: str | Path) -> list[Metadata]:
     """A metadata file whose classes are all shapes objects (colours are GenEval's ten, checked by the format)."""
     entries = read_metadata(path)
