@@ -17,8 +17,9 @@ import torch
 from torch import nn
 
 from ..core import Reflection
-from ..nn.io import CheckpointError, load_checkpoint, save_checkpoint
+from ..nn.io import CheckpointError
 from ..nn.verifier import PATCH_CLASSES, VerifierNet, VerifierNetConfig
+from ..verifiers.shapes import CheckpointedNet
 from ..worlds.shapes.prompts import parse_prompt
 from ..worlds.shapes.text import encode_prompts
 from .clauses import BINARY, CATEGORICAL, NUM_OUTPUTS, clauses_of, critique_text, output_slices
@@ -49,23 +50,10 @@ def split_outputs(logits: torch.Tensor) -> dict[str, torch.Tensor]:
     return out
 
 
-class ShapesReflector:
+class ShapesReflector(CheckpointedNet):
     """core.Reflector over a ReflectorNet; `reflect` decodes clauses with the prompt's own metadata."""
 
-    def __init__(self, config: ShapesReflectorConfig, net: ReflectorNet | None = None, batch_size: int = 512):
-        self.config = config
-        self.net = (net or ReflectorNet(config.net)).eval()
-        self.batch_size = batch_size
-
-    @classmethod
-    def from_pretrained(cls, folder: str | Path) -> ShapesReflector:
-        config, tensors = load_checkpoint(folder, ShapesReflectorConfig, KIND)
-        net = ReflectorNet(config.net)
-        net.load_state_dict(tensors, strict=True)
-        return cls(config, net)
-
-    def save_pretrained(self, folder: str | Path) -> Path:
-        return save_checkpoint(folder, self.config, self.net.state_dict(), KIND)
+    KIND, CONFIG, NET = KIND, ShapesReflectorConfig, ReflectorNet
 
     @torch.no_grad()
     def outputs(self, prompts: list[str], images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

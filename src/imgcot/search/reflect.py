@@ -146,6 +146,16 @@ def _best_round(rounds: list[RoundTrace]) -> RoundTrace:
     return max(rounds, key=lambda t: (t.aligned if t.aligned is not None else -1.0, -t.index))
 
 
+def _parm_then_rounds(generator, prompts, seeds, verifier, record_previews: bool, reflection: bool):
+    """PARM, then up to `verifier.max_rounds` rounds: with reflection the critique picks what is redrawn (the
+    verifier's `localize` policy); without it a rejected image is redrawn from scratch."""
+    results = parm(generator, prompts, seeds, verifier, record_previews=record_previews)
+    rounds = getattr(verifier, "max_rounds", MAX_ROUNDS)
+    policy = getattr(verifier, "localize", "objects") if reflection else "none"
+    corrector, select = as_corrector(generator, policy), getattr(verifier, "select", "last")
+    return reflect_and_correct(corrector, results, seeds, verifier, rounds, reflection=reflection, select=select)
+
+
 def parm_plus_plus(
     generator: StepwiseGenerator,
     prompts: list[str],
@@ -155,11 +165,7 @@ def parm_plus_plus(
     record_previews: bool = False,
 ) -> list[SearchResult]:
     """PARM, then up to `verifier.max_rounds` rounds of reflection (critique) and self-correction."""
-    results = parm(generator, prompts, seeds, verifier, record_previews=record_previews)
-    rounds = getattr(verifier, "max_rounds", MAX_ROUNDS)
-    corrector = as_corrector(generator, getattr(verifier, "localize", "objects"))
-    select = getattr(verifier, "select", "last")
-    return reflect_and_correct(corrector, results, seeds, verifier, rounds, reflection=True, select=select)
+    return _parm_then_rounds(generator, prompts, seeds, verifier, record_previews, reflection=True)
 
 
 def parm_plus_plus_judge_only(
@@ -171,7 +177,4 @@ def parm_plus_plus_judge_only(
     record_previews: bool = False,
 ) -> list[SearchResult]:
     """PARM++ without reflection: the reflector only judges; a rejected image is redrawn from scratch."""
-    results = parm(generator, prompts, seeds, verifier, record_previews=record_previews)
-    rounds = getattr(verifier, "max_rounds", MAX_ROUNDS)
-    corrector, select = as_corrector(generator, "none"), getattr(verifier, "select", "last")
-    return reflect_and_correct(corrector, results, seeds, verifier, rounds, reflection=False, select=select)
+    return _parm_then_rounds(generator, prompts, seeds, verifier, record_previews, reflection=False)

@@ -53,23 +53,32 @@ class ShapesVerifierConfig:
             raise ValueError(f"unknown clarity rule {self.clarity_rule!r}; known: {', '.join(CLARITY_RULES)}")
 
 
-class ShapesVerifier:
-    """The network plus batching; subclasses expose the role's questions (core.OutcomeVerifier/StepVerifier)."""
+class CheckpointedNet:
+    """A network built from `config.net`, saved with its config as one checkpoint folder of kind KIND (nn/io.py),
+    loaded strictly; shared by the verifiers and the reflection model."""
 
-    def __init__(self, config: ShapesVerifierConfig, net: VerifierNet | None = None, batch_size: int = 512):
+    KIND: str = KIND
+    CONFIG: type = ShapesVerifierConfig
+    NET: type[VerifierNet] = VerifierNet
+
+    def __init__(self, config, net: VerifierNet | None = None, batch_size: int = 512):
         self.config = config
-        self.net = (net or VerifierNet(config.net)).eval()
+        self.net = (net or self.NET(config.net)).eval()
         self.batch_size = batch_size
 
     @classmethod
-    def from_pretrained(cls, folder: str | Path) -> ShapesVerifier:
-        config, tensors = load_checkpoint(folder, ShapesVerifierConfig, KIND)
-        net = VerifierNet(config.net)
+    def from_pretrained(cls, folder: str | Path):
+        config, tensors = load_checkpoint(folder, cls.CONFIG, cls.KIND)
+        net = cls.NET(config.net)
         net.load_state_dict(tensors, strict=True)
         return cls(config, net)
 
     def save_pretrained(self, folder: str | Path) -> Path:
-        return save_checkpoint(folder, self.config, self.net.state_dict(), KIND)
+        return save_checkpoint(folder, self.config, self.net.state_dict(), self.KIND)
+
+
+class ShapesVerifier(CheckpointedNet):
+    """The network plus batching; subclasses expose the role's questions (core.OutcomeVerifier/StepVerifier)."""
 
     @torch.no_grad()
     def probabilities(self, prompts: list[str], images: torch.Tensor, step: int, num_steps: int) -> torch.Tensor:
