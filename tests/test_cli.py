@@ -7,6 +7,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -15,7 +16,7 @@ from typer.testing import CliRunner
 from imgcot.cli import app
 from imgcot.geneval.score import load_image
 from imgcot.geneval.spec import TAGS, dumps
-from imgcot.worlds.shapes.benchmark import load_benchmark, subset
+from imgcot.worlds.shapes.benchmark import load_benchmark, render_ground_truth, subset
 from imgcot.worlds.shapes.prompts import parse_prompt
 
 OFFICIAL = Path(__file__).resolve().parents[2] / "shared" / "geneval" / "evaluation_metadata.jsonl"
@@ -204,7 +205,29 @@ def test_demo_compares_baseline_with_parm_and_writes_a_trace(tmp_path: Path) -> 
     assert (demo / "trace" / "trace.html").read_text().count("<img") > 0
     rounds = json.loads((demo / "trace-parmpp" / "trace.json").read_text())["prompts"][0]["rounds"]
     assert len(rounds) >= 2 and rounds[0]["critique"]  # the demo's PARM++ case is corrected at least once
+    assert "PARM++ fixed" in result.stdout
     assert _run("demo", "--out", demo).exit_code == 0  # a rerun resumes: nothing left to generate
+
+
+def test_demo_shows_a_case_whose_failed_parm_pick_parm_plus_plus_fixed(tmp_path: Path) -> None:
+    from imgcot.cli import corrected_case
+    from imgcot.search.result import RoundTrace
+    from imgcot.worlds.shapes.detector import ShapesDetector
+
+    entries = [m for m in subset(load_benchmark(), 1) if m["tag"] in ("counting", "position")]
+    good = [load_image(render_ground_truth(entries, tmp_path / "gt", images_per_prompt=1) / f"{i:05d}" / "samples"
+                       / "0000.png") for i in range(len(entries))]  # fmt: skip
+    blank = np.full_like(good[0], 255)
+
+    def result(first, last):
+        rounds = [RoundTrace(0, first), RoundTrace(1, last)]
+        return SimpleNamespace(image=last, rounds=rounds)
+
+    already_right = result(good[0], good[0])
+    fixed = result(blank, good[1])
+    assert corrected_case([already_right, fixed], entries, ShapesDetector()) == (1, 1, 1)
+    never_fixed = result(blank, blank)
+    assert corrected_case([never_fixed, already_right], entries[::-1], ShapesDetector()) == (None, 1, 0)
 
 
 def test_score_records_an_unreadable_image_and_goes_on(tmp_path: Path, prompts: Path) -> None:

@@ -518,8 +518,24 @@ def _demo_eval(generator, entries, out: Path, strategy: str, verifier) -> dict:
     return summary
 
 
-# A case whose PARM pick binds the colours the wrong way round; the reflector names both wrong colours.
-DEMO_CORRECTION_PROMPT, DEMO_CORRECTION_SEED = "a photo of a red star and a blue circle", 0
+DEMO_CORRECTION_N = 4  # PARM++'s candidates per prompt in the reflect-and-correct search for the demo's trace
+
+
+def corrected_case(results: list, entries: list[Metadata], detector: Detector) -> tuple[int | None, int, int]:
+    """(index of the first result whose PARM pick (round 0) fails the evaluator and whose final answer passes,
+    or None; how many PARM picks failed; how many of those PARM++ fixed). The evaluator only selects which trace the
+    demo shows and counts the outcome: it never steers the search."""
+    from .geneval.judge import judge
+
+    first, failed, fixed = None, 0, 0
+    for i, (result, meta) in enumerate(zip(results, entries, strict=True)):
+        if not result.rounds or judge(meta, result.rounds[0].image, detector)[0]:
+            continue
+        failed += 1
+        if judge(meta, result.image, detector)[0]:
+            fixed += 1
+            first = i if first is None else first
+    return first, failed, fixed
 
 
 @app.command("demo")
@@ -546,15 +562,14 @@ def demo(
         seeds = [candidate_seeds(1000 + i, DEMO_N) for i in range(len(traced))]
         results = run_strategy("parm", generator, [m["prompt"] for m in traced], seeds, parm, record_previews=True)
         page = write_trace(results, out / "trace")
-        fixed = run_strategy(
-            "parm++",
-            correcting,
-            [DEMO_CORRECTION_PROMPT],
-            [candidate_seeds(DEMO_CORRECTION_SEED, 4)],
-            parmpp,
-            record_previews=True,
-        )
-        corrected = write_trace(fixed, out / "trace-parmpp")
+        hard = [m for m in entries if m["tag"] != "single_object"]
+        seeds = [candidate_seeds(2000 + i, DEMO_CORRECTION_N) for i in range(len(hard))]
+        texts = [m["prompt"] for m in hard]
+        reflected = run_strategy("parm++", correcting, texts, seeds, parmpp, record_previews=True)
+        pick, failed, fixed = corrected_case(reflected, hard, ShapesDetector())
+        retried = next((r for r in reflected if len(r.rounds) > 1), reflected[0])
+        shown = reflected[pick] if pick is not None else retried
+        corrected = write_trace([shown], out / "trace-parmpp")
     typer.echo(f"\n{'':<10}" + "".join(f"{t:>14}" for t in (*TAGS, "overall")) + f"{'forwards':>12}{'seconds':>9}")
     for name, summary in rows.items():
         cells = "".join(f"{summary['tasks'].get(t, float('nan')):>14.3f}" for t in TAGS)
@@ -563,7 +578,11 @@ def demo(
             f"{name:<10}{cells}{summary['overall']:>14.3f}{spent['generator_forwards']:>12,}{spent['wall_seconds']:>9.1f}"
         )
     typer.echo(f"\n{len(entries)} prompts x {DEMO_IMAGES_PER_PROMPT} images; images and results under {out}/<row>/")
-    typer.echo(f"PARM++ reflecting on and correcting {DEMO_CORRECTION_PROMPT!r}: {corrected}")
+    outcome = "corrected" if pick is not None else "not corrected (none of this demo's were)"
+    typer.echo(
+        f"PARM++ fixed {fixed} of the {failed} PARM picks the evaluator rejected ({len(hard)} prompts, "
+        f"N={DEMO_CORRECTION_N}); one reflect-and-correct trace, {outcome}: {shown.prompt!r}: {corrected}"
+    )
     typer.echo(f"PARM's step-by-step search on three prompts: {page}")
 
 
