@@ -38,6 +38,21 @@ def test_build_data_then_train_gives_a_loadable_parm(tmp_path: Path) -> None:
     assert verifier.config.clarity_rule == "fixed"
 
 
+def test_orm_trains_on_the_samples_of_both_generators_at_once(tmp_path: Path) -> None:
+    folders = []
+    for kind in ("maskgit", "ar"):
+        tiny_generator(kind, tmp_path / kind)
+        folders += ["--data", tmp_path / f"data-{kind}"]
+        common = ["--model", tmp_path / kind, "--n-prompts", 2, "--images-per-prompt", 2, "--seed", 5]
+        assert _run("verifiers", "build-data", "orm", "--out", folders[-1], *common).exit_code == 0
+    result = _run("verifiers", "train", "orm", *folders, "--out", tmp_path / "run", "--steps", 2)
+    assert result.exit_code == 0, result.output
+    info = json.loads((tmp_path / "run" / "final" / "config.json").read_text())
+    assert info["kind"] == "shapes-verifier" and info["role"] == "orm"
+    missing = _run("verifiers", "train", "orm", *folders, "--data", tmp_path / "nope", "--out", tmp_path / "r2")
+    assert missing.exit_code == 1 and "no data folder" in missing.output
+
+
 def test_orm_zs_needs_no_generator(tmp_path: Path) -> None:
     result = _run("verifiers", "build-data", "orm-zs", "--out", tmp_path / "zs", "--n-prompts", 4, "--seed", 3)
     assert result.exit_code == 0, result.output

@@ -62,7 +62,9 @@ def build_data_cmd(
 @verifiers_app.command("train")
 def train_cmd(
     role: str = typer.Argument(..., help="orm-zs, orm, prm or parm."),
-    data: Path = typer.Option(..., "--data", help="Folder written by `imgcot verifiers build-data`."),
+    data: list[Path] = typer.Option(
+        ..., "--data", help="Folder written by `imgcot verifiers build-data`; repeat to train on several."
+    ),
     out: Path = typer.Option(..., "--out", help="Run folder (checkpoint/, curve.jsonl, final/, metrics.json)."),
     heldout: Path | None = typer.Option(None, "--heldout", help="Held-out data folder for agreement metrics."),
     steps: int = typer.Option(1500, "--steps", help="Optimisation steps."),
@@ -79,10 +81,11 @@ def train_cmd(
         _positive("--steps", steps)
         if clarity_rule not in ("fixed", "learned"):
             _fail(f"unknown clarity rule {clarity_rule!r}; known: fixed, learned")
-        for folder in (data, heldout):
+        for folder in (*data, heldout):
             if folder is not None and not folder.is_dir():
                 _fail(f"no data folder {folder}")
-        rows = VerifierData.load(data)
+        parts = [VerifierData.load(folder) for folder in data]
+        rows = parts[0] if len(parts) == 1 else VerifierData.concat(parts)
         held = VerifierData.load(heldout) if heldout is not None else None
         with _bar(f"train {role}") as bar:
             task = bar.add_task(f"train {role}", total=steps)
