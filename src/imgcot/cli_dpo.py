@@ -2,6 +2,11 @@
 
 Registered in cli.py with `app.add_typer(dpo_app, name="dpo")`; the shared CLI helpers are imported inside the
 commands (cli.py imports this module at load time).
+
+Real models (`--model hf-janus:...` / `hf-showo:...`) take the same commands: prompts from any GenEval metadata
+file, labels from a real-image verifier (`--verifier hf-vlm:<id>` or `hf-clip:<id>`; the shapes oracle and the
+shipped shapes verifiers cannot judge real images), `--device/--dtype` for the generator and
+`--judge-device/--judge-dtype` for the verifier, as in `imgcot eval`.
 """
 
 from __future__ import annotations
@@ -30,7 +35,19 @@ _PROMPTS_OPT = typer.Option(
 _N_PROMPTS_OPT = typer.Option(_D_PAIRS.n_prompts, "--n-prompts", help="Training prompts.")
 _K_OPT = typer.Option(_D_PAIRS.images_per_prompt, "--images-per-prompt", help="Samples K per prompt.")
 _LABELER_OPT = typer.Option("oracle", "--labeler", help=f"Who says yes/no: {', '.join(_LABELERS)}.")
-_VERIFIER_OPT = typer.Option(None, "--verifier", help="The labeller's verifier folder (default: the shipped one).")
+_VERIFIER_OPT = typer.Option(
+    None,
+    "--verifier",
+    help="The labeller's verifier: a folder (default: the shipped one), or hf-vlm:<id> / hf-clip:<id> (real models).",
+)
+_GUIDE_VERIFIER_OPT = typer.Option(
+    None, "--guide-verifier", help="The guide's verifier: a folder (default shipped), or hf-vlm:<id> / hf-clip:<id>."
+)
+_THRESHOLD_OPT = typer.Option(
+    _D_PAIRS.threshold,
+    "--threshold",
+    help="A labeller score >= this is a yes (hf-clip scores are 2.5 x cosine: 0.5 means cosine 0.2).",
+)
 _PROMPT_SEED_OPT = typer.Option(TRAIN_PROMPT_SEED, "--prompt-seed", help="Seed of the default prompts.")
 _SAMPLE_SEED_OPT = typer.Option(_D_PAIRS.sample_seed, "--sample-seed", help="Image seeds image_seed(S, i, k).")
 _SAMPLE_BATCH_OPT = typer.Option(_D_PAIRS.batch_size, "--sample-batch-size", help="Rows per decoding batch.")
@@ -52,6 +69,13 @@ _NLL_OPT = typer.Option(_D_DPO.nll_weight, "--nll-weight", help="RPO: + this x t
 _MARGIN_OPT = typer.Option(_D_DPO.margin, "--margin", help="Per-pair margin = MARGIN x verifier score gap.")
 _CKPT_OPT = typer.Option(_D_DPO.checkpoint_every, "--checkpoint-every", help="Steps between checkpoints.")
 _SEED_OPT = typer.Option(_D_DPO.seed, "--seed", help="Seed of the data order and the masks.")
+# as in `imgcot eval` (cli.py); defined here because cli.py imports this module while it loads
+_DEVICE_OPT = typer.Option("auto", "--device", help="Generator device: auto, cpu, cuda or cuda:N (real models).")
+_DTYPE_OPT = typer.Option(
+    "fp32", "--dtype", help="Generator dtype: fp32, fp16 or bf16 (GPU only; DPO updates want fp32 weights)."
+)
+_JUDGE_DEVICE_OPT = typer.Option("auto", "--judge-device", help="hf-vlm/hf-clip labeller device (auto: its default).")
+_JUDGE_DTYPE_OPT = typer.Option("auto", "--judge-dtype", help="hf-vlm/hf-clip labeller dtype: auto, fp32, fp16, bf16.")
 
 
 def _bar() -> Progress:
@@ -76,9 +100,12 @@ def _errors():
         yield
 
 
-def _metas(prompts: str, n_prompts: int, seed: int, exclude: bool) -> list:
+def _metas(prompts: str, n_prompts: int, seed: int, exclude: bool, real: bool = False) -> list:
+    """Training prompts: the shapes sampler's, or a metadata file's first lines (shapes classes only for a shapes
+    model; any GenEval metadata for a real one). Never the shipped benchmark."""
     from .cli import InputError
     from .dpo.pairs import training_prompts
+    from .geneval.spec import read_metadata
     from .worlds.shapes.benchmark import benchmark_path, read_shapes_metadata
 
     if prompts == "default":
@@ -86,15 +113,34 @@ def _metas(prompts: str, n_prompts: int, seed: int, exclude: bool) -> list:
     path = Path(prompts)
     if path.is_file() and path.resolve() == benchmark_path().resolve():
         raise InputError("training prompts must not come from the shipped benchmark; use --prompts default")
-    return read_shapes_metadata(path)[:n_prompts]
+    return (read_metadata(path) if real else read_shapes_metadata(path))[:n_prompts]
 
 
-def _verifier(role: str, name: str | None, metas: list, option: str):
+def _verifier(role: str, name: str | None, metas: list, option: str, model: str = "", judge=None):
+    """The labeller (or guide) of role `role`: for a real model only a real-image verifier (hf-vlm: / hf-clip:),
+    loaded by `judge` (cli._judge: its own device and dtype) when given."""
     from .cli import InputError
+    from .generators.registry import is_hf_model
+    from .hf import is_hf_verifier
     from .verifiers.registry import load_verifier
 
     if role not in _LABELERS:
         raise InputError(f"unknown {option} {role!r}; known: {', '.join(_LABELERS)}")
+    flag = "--verifier" if option == "--labeler" else "--guide-verifier"
+    if is_hf_model(model) and role == "oracle":
+        raise InputError(
+            f"{option} oracle is the shapes world's evaluator and cannot judge real images; with {model} use "
+            f"{option} orm {flag} hf-vlm:<id> (or hf-clip:<id>)"
+        )
+    if is_hf_model(model) and not is_hf_verifier(name):
+        raise InputError(
+            f"{option} {role} with {model} needs {flag} hf-vlm:<id> or hf-clip:<id> (the shipped verifiers judge "
+            f"shapes-world images only)"
+        )
+    if judge is not None:
+        if not is_hf_verifier(name):
+            raise InputError(f"--judge-device / --judge-dtype apply to {flag} hf-vlm:<id> or hf-clip:<id> only")
+        return judge(role, name)
     lookup = {m["prompt"]: m for m in metas}
     return load_verifier(role, name, metadata=lookup.__getitem__)
 
@@ -124,7 +170,7 @@ def _train_progress(bar: Progress, label: str = "dpo"):
     return update
 
 
-def _pair_config(n_prompts, k, sample_seed, batch, exclude, prompt_seed, per_prompt) -> PairConfig:
+def _pair_config(n_prompts, k, sample_seed, batch, exclude, prompt_seed, per_prompt, threshold) -> PairConfig:
     from .cli import InputError, _positive
 
     _positive("--n-prompts", n_prompts)
@@ -132,7 +178,10 @@ def _pair_config(n_prompts, k, sample_seed, batch, exclude, prompt_seed, per_pro
     _positive("--pairs-per-prompt", per_prompt)
     if k < 2:
         raise InputError(f"--images-per-prompt must be >= 2 to form pairs, got {k}")
-    return PairConfig(n_prompts, k, prompt_seed, sample_seed, batch, pairs_per_prompt=per_prompt,
+    if not 0.0 < threshold <= 1.0:
+        raise InputError(f"--threshold must be in (0, 1] (scores are in [0, 1]), got {threshold}")
+    return PairConfig(n_prompts=n_prompts, images_per_prompt=k, prompt_seed=prompt_seed, sample_seed=sample_seed,
+                      batch_size=batch, threshold=threshold, pairs_per_prompt=per_prompt,
                       exclude_benchmark=exclude)  # fmt: skip
 
 
@@ -145,25 +194,32 @@ def build_pairs_cmd(
     labeler: str = _LABELER_OPT,
     verifier: str | None = _VERIFIER_OPT,
     guide: str | None = typer.Option(None, "--guide", help="Re-rank each prompt's samples with this verifier role."),
-    guide_verifier: str | None = typer.Option(None, "--guide-verifier", help="The guide's folder (default shipped)."),
+    guide_verifier: str | None = _GUIDE_VERIFIER_OPT,
     prompt_seed: int = _PROMPT_SEED_OPT,
     sample_seed: int = _SAMPLE_SEED_OPT,
     sample_batch_size: int = _SAMPLE_BATCH_OPT,
     pairs_per_prompt: int = _PER_PROMPT_OPT,
     exclude_benchmark: bool = _EXCLUDE_OPT,
+    threshold: float = _THRESHOLD_OPT,
     out: Path = typer.Option(..., "--out", help="Pairs parquet file to write."),
+    device: str = _DEVICE_OPT,
+    dtype: str = _DTYPE_OPT,
+    judge_device: str = _JUDGE_DEVICE_OPT,
+    judge_dtype: str = _JUDGE_DTYPE_OPT,
 ) -> None:
     """Sample K images per prompt, label them, pair one accepted with one rejected image per prompt."""
+    from .cli import _judge, _placement
     from .dpo.pairs import build_pairs, write_pairs
-    from .generators.registry import load_generator
+    from .generators.registry import is_hf_model, load_generator
 
     with _errors():
         config = _pair_config(n_prompts, images_per_prompt, sample_seed, sample_batch_size, exclude_benchmark,
-                              prompt_seed, pairs_per_prompt)  # fmt: skip
-        metas = _metas(prompts, n_prompts, prompt_seed, exclude_benchmark)
-        judge = _verifier(labeler, verifier, metas, "--labeler")
-        ranker = None if guide is None else _verifier(guide, guide_verifier, metas, "--guide")
-        generator = load_generator(model)
+                              prompt_seed, pairs_per_prompt, threshold)  # fmt: skip
+        place, loader = _placement(device, dtype), _judge(judge_device, judge_dtype)
+        metas = _metas(prompts, n_prompts, prompt_seed, exclude_benchmark, is_hf_model(model))
+        judge = _verifier(labeler, verifier, metas, "--labeler", model, loader)
+        ranker = None if guide is None else _verifier(guide, guide_verifier, metas, "--guide", model, loader)
+        generator = load_generator(model, place)
         with _bar() as bar:
             pairs = build_pairs(generator, [m["prompt"] for m in metas], config, judge, ranker, _pair_progress(bar))
         pairs.info.update({"model": model, "labeler": labeler, "verifier": verifier, "guide": guide,
@@ -190,7 +246,9 @@ def train_cmd(
     model: str = _MODEL_OPT,
     pairs: Path = typer.Option(..., "--pairs", help="Pairs parquet file (imgcot dpo build-pairs)."),
     out: Path = typer.Option(..., "--out", help="Run folder; becomes a generator folder usable as --model."),
-    reference: str | None = typer.Option(None, "--reference", help="Reference model (default: --model)."),
+    reference: str | None = typer.Option(
+        None, "--reference", help="Reference model (default: --model), on the same --device/--dtype."
+    ),
     loss: str = _LOSS_OPT,
     beta: float = _BETA_OPT,
     lr: float = _LR_OPT,
@@ -205,23 +263,27 @@ def train_cmd(
     checkpoint_every: int = _CKPT_OPT,
     seed: int = _SEED_OPT,
     resume: bool = typer.Option(False, "--resume", help="Continue the checkpoint in --out."),
+    device: str = _DEVICE_OPT,
+    dtype: str = _DTYPE_OPT,
 ) -> None:
     """Train DPO from --model on the pairs against a frozen reference; write a generator folder to --out."""
+    from .cli import _placement
     from .dpo.pairs import read_pairs
     from .dpo.train import train_dpo
-    from .generators.registry import load_generator
+    from .generators.registry import load_generator, saved_model_name
 
     with _errors():
         config = _dpo_config(loss, beta, lr, steps, epochs, batch_size, warmup, mask_draws, weighting, margin,
                              checkpoint_every, seed, nll_weight)  # fmt: skip
+        place = _placement(device, dtype)
         data = read_pairs(pairs, images=False)
-        generator = load_generator(model)
-        ref = load_generator(reference) if reference is not None else None
+        generator = load_generator(model, place)
+        ref = load_generator(reference, place) if reference is not None else None
         source = {"model": model, "pairs": str(pairs), "reference": reference or model}
         with _bar() as bar:
             train_dpo(generator, data, out, config, ref, resume, _train_progress(bar), source)
     last = (out / "metrics.jsonl").read_text().splitlines()[-1]
-    typer.echo(f"aligned generator: {out} (use --model {out}); last step: {last}")
+    typer.echo(f"aligned generator: {out} (use --model {saved_model_name(model, out)}); last step: {last}")
 
 
 @dpo_app.command("iterate")
@@ -230,7 +292,7 @@ def iterate_cmd(
     rounds: int = typer.Option(3, "--rounds", help="Rounds of sample -> label -> pair -> train."),
     guided: bool = typer.Option(False, "--guided", help="Verifier-guided: re-rank and weight pairs by --guide."),
     guide: str = typer.Option("parm", "--guide", help="Guiding verifier role for --guided."),
-    guide_verifier: str | None = typer.Option(None, "--guide-verifier", help="The guide's folder (default shipped)."),
+    guide_verifier: str | None = _GUIDE_VERIFIER_OPT,
     reference: str = typer.Option("round", "--reference", help="round (each round's start model) or base."),
     out: Path = typer.Option(..., "--out", help="Run folder (round1/..); becomes the final generator folder."),
     prompts: str = _PROMPTS_OPT,
@@ -255,21 +317,28 @@ def iterate_cmd(
     nll_weight: float = _NLL_OPT,
     checkpoint_every: int = _CKPT_OPT,
     seed: int = _SEED_OPT,
+    threshold: float = _THRESHOLD_OPT,
+    device: str = _DEVICE_OPT,
+    dtype: str = _DTYPE_OPT,
+    judge_device: str = _JUDGE_DEVICE_OPT,
+    judge_dtype: str = _JUDGE_DTYPE_OPT,
 ) -> None:
     """Iterative DPO over --rounds rounds (rerun the same command to resume); --guided for verifier-guided DPO."""
-    from .cli import _positive
+    from .cli import _judge, _placement, _positive
     from .dpo.iterate import IterateConfig, iterate_dpo
+    from .generators.registry import is_hf_model, saved_model_name
 
     with _errors():
         _positive("--rounds", rounds)
         pair_cfg = _pair_config(n_prompts, images_per_prompt, sample_seed, sample_batch_size, exclude_benchmark,
-                                prompt_seed, pairs_per_prompt)  # fmt: skip
+                                prompt_seed, pairs_per_prompt, threshold)  # fmt: skip
         dpo_cfg = _dpo_config(loss, beta, lr, steps, epochs, batch_size, warmup, mask_draws,
                               "gap" if guided else "none", margin, checkpoint_every, seed, nll_weight)  # fmt: skip
         config = IterateConfig(rounds, reference, pair_cfg, dpo_cfg)
-        metas = _metas(prompts, n_prompts, prompt_seed, exclude_benchmark)
-        judge = _verifier(labeler, verifier, metas, "--labeler")
-        ranker = _verifier(guide, guide_verifier, metas, "--guide") if guided else None
+        place, loader = _placement(device, dtype), _judge(judge_device, judge_dtype)
+        metas = _metas(prompts, n_prompts, prompt_seed, exclude_benchmark, is_hf_model(model))
+        judge = _verifier(labeler, verifier, metas, "--labeler", model, loader)
+        ranker = _verifier(guide, guide_verifier, metas, "--guide", model, loader) if guided else None
         describe = {"labeler": labeler, "verifier": verifier, "guide": guide if guided else None,
                     "guide_verifier": guide_verifier if guided else None, "prompts_source": prompts}  # fmt: skip
 
@@ -280,5 +349,5 @@ def iterate_cmd(
 
         with _bar() as bar:
             iterate_dpo(model, [m["prompt"] for m in metas], out, config, judge, ranker, describe,
-                        _pair_progress(bar), _train_progress(bar), report)  # fmt: skip
-    typer.echo(f"aligned generator after {rounds} round(s): {out} (use --model {out})")
+                        _pair_progress(bar), _train_progress(bar), report, place)  # fmt: skip
+    typer.echo(f"aligned generator after {rounds} round(s): {out} (use --model {saved_model_name(model, out)})")

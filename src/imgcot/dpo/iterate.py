@@ -11,8 +11,9 @@ score gap enters the loss as a per-pair weight (`DPOConfig.weighting = "gap"`) a
 reference code's guidance term, a constant without gradient, both change the policy's gradient.
 
 Layout of `out`: round1/ .. roundK/ (pairs.parquet and the round's DPO run folder model/), iterate.json (settings
-and per-round statistics) and, once all rounds are done, the final generator itself (config.json +
-model.safetensors), so `load_generator(out)` and `--model out` work. Rerunning the same command resumes.
+and per-round statistics) and, once all rounds are done, the final generator itself (its save_pretrained files),
+so `--model out` works (`--model hf-janus:out` / `hf-showo:out` for a real model: registry.saved_model_name);
+each round's model is reloaded the same way. Rerunning the same command resumes.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from pathlib import Path
 from ..core import OutcomeVerifier
 from ..fileio import write_text_atomic
 from ..generators.base import TokenGenerator
-from ..generators.registry import load_generator
+from ..generators.registry import load_generator, saved_model_name
 from .config import DPOConfig, IterateConfig, PairConfig
 from .pairs import Pairs, Progress, build_pairs, read_pairs, write_pairs
 from .train import RUN_FILE, ProgressFn, train_dpo
@@ -51,8 +52,10 @@ def iterate_dpo(
     on_pairs: Progress | None = None,
     on_train: ProgressFn | None = None,
     on_round: Callable[[int, dict], None] | None = None,
+    placement=None,
 ) -> TokenGenerator:
-    """Run `config.rounds` rounds from the generator `base` (name or folder); resumes a partly done `out`."""
+    """Run `config.rounds` rounds from the generator `base` (name or folder, `hf-janus:` / `hf-showo:` ones too,
+    on `placement`, an imgcot.hf.devices.Placement); resumes a partly done `out`."""
     out = Path(out)
     settings = {"base": str(base), "config": asdict(config), "guided": guide is not None, **(describe or {})}
     settings["prompts"] = len(prompts)
@@ -63,13 +66,13 @@ def iterate_dpo(
         if saved["settings"] != settings:
             raise ValueError(f"{out} holds an iterative DPO run with other settings; choose another --out")
         rounds = saved["rounds"]
-    base_model = load_generator(str(base))
+    done = len(rounds)  # rounds finished earlier: resume from the last one's model
+    base_model = load_generator(str(base), placement) if done == 0 or config.reference == "base" else None
     current = base_model
-    for r in range(config.rounds):
+    if done:
+        current = load_generator(saved_model_name(str(base), out / f"round{done}" / "model"), placement)
+    for r in range(done, config.rounds):
         folder = out / f"round{r + 1}"
-        if r < len(rounds):  # finished earlier
-            current = load_generator(str(folder / "model"))
-            continue
         pair_cfg, dpo_cfg = round_configs(config, r)
         pairs_path = folder / "pairs.parquet"
         if pairs_path.is_file():

@@ -1,10 +1,12 @@
-"""DPO training of a shapes generator on preference pairs (shared/method.md section 4).
+"""DPO training of a generator on preference pairs (shared/method.md section 4): a shapes model or a real one
+(`hf-janus:`, `hf-showo:`), whose network is `generator.model` either way.
 
 A frozen copy of the starting model is the reference; AdamW with linear warm-up then cosine decay, gradient
 clipping, TRL-style metrics as JSON lines, a checkpoint every `checkpoint_every` steps (policy weights and AdamW
 moments as safetensors, counters and config as JSON; no pickle) from which a killed run resumes to the same
 weights. Batches and masks are functions of (seed, step), so a resumed run sees what an uninterrupted one saw.
-The result is written as a normal generator folder (config.json + model.safetensors): `load_generator(out)`.
+The result is written as a normal generator folder by the generator's own `save_pretrained`: `load_generator(out)`
+for a shapes model, `load_generator("hf-janus:<out>")` for a real one (registry.saved_model_name).
 """
 
 from __future__ import annotations
@@ -57,10 +59,28 @@ def batch_indices(step: int, batch_size: int, n: int, seed: int) -> torch.Tensor
     return torch.tensor(rows, dtype=torch.long)
 
 
+def token_space(generator: TokenGenerator) -> tuple[int, int]:
+    """(image tokens, codebook size) of a generator: the shapes models' config, or the real adapters' (imgcot.hf)
+    `num_tokens` and `codebook_size`."""
+    config = generator.config
+    if hasattr(config, "transformer"):
+        return config.transformer.image_len, generator.tokenizer.vocab_size
+    return generator.num_tokens, generator.codebook_size
+
+
+def same_tokens(a: TokenGenerator, b: TokenGenerator) -> bool:
+    """Whether two generators share kind and tokens (a reference must: DPO compares their log-probs of one image)."""
+    if type(a) is not type(b) or token_space(a) != token_space(b):
+        return False
+    if hasattr(a.config, "tokenizer"):  # the shapes models: the patch tokenizer's settings
+        return a.config.tokenizer == b.config.tokenizer
+    return a.tokenizer.get_vocab() == b.tokenizer.get_vocab()  # a real model: the same prompt tokens
+
+
 def check_pairs(pairs: Pairs, generator: TokenGenerator) -> None:
     if len(pairs) == 0:
         raise ValueError("no preference pairs to train on (no prompt had both an accepted and a rejected image)")
-    n, vocab = generator.config.transformer.image_len, generator.tokenizer.vocab_size
+    n, vocab = token_space(generator)
     if pairs.chosen_tokens.shape[1] != n or pairs.rejected_tokens.shape[1] != n:
         raise ValueError(f"pairs hold {pairs.chosen_tokens.shape[1]} tokens per image; the model expects {n}")
     for tokens in (pairs.chosen_tokens, pairs.rejected_tokens):
@@ -77,9 +97,23 @@ def pair_guidance(pairs: Pairs, config: DPOConfig) -> tuple[torch.Tensor | None,
 
 
 # --- checkpoints ---------------------------------------------------------------------------------------------------
+def unique_state(model: torch.nn.Module) -> tuple[dict[str, torch.Tensor], set[str]]:
+    """The state dict with each tensor once (safetensors refuses shared memory) and the names left out: a tied
+    weight, e.g. a real model's LM head sharing the token embedding, is stored under its first name only."""
+    seen, state, aliases = set(), {}, set()
+    for name, value in model.state_dict().items():
+        key = (value.untyped_storage().data_ptr(), value.storage_offset(), tuple(value.shape), value.stride())
+        if key in seen:
+            aliases.add(name)
+        else:
+            seen.add(key)
+            state[name] = value
+    return state, aliases
+
+
 def save_training_state(folder: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, meta: dict) -> None:
     """Policy weights and AdamW moments as safetensors, counters and config as JSON; each file atomically."""
-    tensors = {f"policy.{k}": v.detach().contiguous() for k, v in model.state_dict().items()}
+    tensors = {f"policy.{k}": v.detach().contiguous() for k, v in unique_state(model)[0].items()}
     for index, state in optimizer.state_dict()["state"].items():
         for key, value in state.items():
             tensors[f"opt.{index}.{key}"] = torch.as_tensor(value).reshape(-1).contiguous()
@@ -90,7 +124,11 @@ def save_training_state(folder: Path, model: torch.nn.Module, optimizer: torch.o
 def load_training_state(folder: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> dict:
     tensors = load_file(str(folder / "state.safetensors"))
     meta = json.loads((folder / "state.json").read_text())
-    model.load_state_dict({k[7:]: v for k, v in tensors.items() if k.startswith("policy.")}, strict=True)
+    policy = {k[7:]: v for k, v in tensors.items() if k.startswith("policy.")}
+    missing, unexpected = model.load_state_dict(policy, strict=False)
+    if unexpected or set(missing) != unique_state(model)[1]:  # only tied aliases may be absent
+        raise ValueError(f"{folder}: the checkpoint does not match the model ({len(missing)} missing, "
+                         f"{len(unexpected)} unexpected weights)")  # fmt: skip
     shapes = {i: p.shape for i, p in enumerate(p for g in optimizer.param_groups for p in g["params"])}
     opt = optimizer.state_dict()
     for key, value in tensors.items():
@@ -121,7 +159,7 @@ def train_dpo(
     source: dict | None = None,
 ) -> TokenGenerator:
     """Train a copy of `generator` with DPO against a frozen reference (default: `generator` itself, whose weights
-    stay as they are); write the aligned generator to `out` (config.json + model.safetensors), metrics.jsonl and
+    stay as they are); write the aligned generator to `out` (its save_pretrained folder), metrics.jsonl and
     checkpoint/. `reference` must share the generator's kind and tokenizer."""
     out = Path(out)
     check_pairs(pairs, generator)
@@ -129,7 +167,7 @@ def train_dpo(
     policy_model = copy.deepcopy(generator.model).requires_grad_(True)
     policy = bind(generator, policy_model)
     ref = reference or generator  # frozen: only ever run under no_grad, never handed to the optimiser
-    if type(ref) is not type(generator) or ref.config.tokenizer != generator.config.tokenizer:
+    if not same_tokens(ref, generator):
         raise ValueError("the reference must be a generator of the same kind with the same tokenizer")
     policy_model.train()  # bind() leaves it in eval mode (the network has no dropout; set for clarity)
     optimizer = torch.optim.AdamW(policy_model.parameters(), lr=config.lr, weight_decay=config.weight_decay)

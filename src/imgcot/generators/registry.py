@@ -52,6 +52,17 @@ def load_hf_generator(name: str, placement=None):
     return ShowoGenerator.from_pretrained(ref, placement)
 
 
+def is_hf_model(name: str) -> bool:
+    return str(name).startswith(HF_PREFIXES)
+
+
+def saved_model_name(model: str, folder: str | Path) -> str:
+    """The name that loads a generator which `model` saved to `folder` (e.g. after DPO): `hf-janus:<folder>` /
+    `hf-showo:<folder>` for a real model, the folder itself for a shapes model."""
+    prefix = next((p for p in HF_PREFIXES if str(model).startswith(p)), "")
+    return f"{prefix}{folder}"
+
+
 def load_generator(name_or_path: str = DEFAULT_MODEL, placement=None) -> TokenGenerator:
     """A shipped name, a shapes checkpoint folder, or a real model (`hf-janus:...`, `hf-showo:...`). `placement`
     (device, dtype) applies to real models; the shapes models run on the CPU in fp32."""

@@ -200,6 +200,10 @@ class JanusGenerator:
         return self.grid * self.grid
 
     @property
+    def codebook_size(self) -> int:
+        return self.vocab
+
+    @property
     def num_steps(self) -> int:
         return math.ceil(self.grid / self.config.decoding.rows_per_step)
 

@@ -206,6 +206,14 @@ class ShowoGenerator:
         return self.config.decoding.num_steps
 
     @property
+    def num_tokens(self) -> int:
+        return self.config.layout.num_vq_tokens
+
+    @property
+    def codebook_size(self) -> int:
+        return self.config.layout.codebook_size
+
+    @property
     def passes_per_forward(self) -> int:
         return 2 if self.config.decoding.guidance != 0 else 1
 
