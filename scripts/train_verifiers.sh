@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # The recipe of the shipped shapes verifiers (about 50 minutes on 2 CPU cores for one generator).
 # Usage: bash scripts/train_verifiers.sh [MODEL] [RUN_DIR]     (defaults: shapes-maskgit runs/verifiers/maskgit)
+# shapes-orm / -orm-zs / -prm / -parm come from the default run (train/orm, orm-zs, prm, parm-fixed);
+# shapes-ar-orm / shapes-ar-parm from `bash scripts/train_verifiers.sh shapes-ar runs/verifiers/ar`
+# (train/orm and train/parm-fixed; its first two data steps and those two trainings are all they need).
 # Seeds 1001-1003 (training) and 2002-2003 (held-out) never meet the benchmark (seed 43) or the dev set (seed 7).
 # Every step resumes: data folders that exist are kept, and `verifiers train` continues from its checkpoint.
 set -euo pipefail
