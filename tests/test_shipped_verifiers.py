@@ -54,3 +54,21 @@ def test_shipped_verifier_prefers_the_samples_the_evaluator_accepts(name, sample
     scores = verifier.score(prompts, images)
     assert ((scores >= 0) & (scores <= 1)).all()
     assert scores[correct].mean() > scores[~correct].mean() + 0.2
+
+
+def test_the_ar_models_get_their_own_verifiers_unless_one_is_named(tmp_path) -> None:
+    from typer.testing import CliRunner
+
+    from imgcot.cli import app
+    from tiny import tiny_generator
+
+    runner = CliRunner()
+    for kind, expected in (("ar", "shapes-ar-parm"), ("maskgit", None)):
+        folder = tmp_path / kind
+        tiny_generator(kind, folder)
+        args = ["generate", "a photo of a star", "--model", str(folder), "--strategy", "parm", "--n", "2"]
+        result = runner.invoke(app, [*args, "--out", str(tmp_path / f"out-{kind}")])
+        assert result.exit_code == 0, result.output
+        assert (expected is not None) == (f"verifier: {expected}" in result.stderr)
+        named = runner.invoke(app, [*args, "--verifier", "shapes-parm", "--out", str(tmp_path / f"named-{kind}")])
+        assert named.exit_code == 0 and "trained on this generator's samples" not in named.stderr

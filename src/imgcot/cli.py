@@ -230,16 +230,24 @@ def _with_rounds(verifier, max_rounds: int):
 
 
 def _strategy_verifier(
-    strategy: str, verifier: str | None, metas: Sequence[Metadata], detector: Detector | None = None, judge=None
+    strategy: str,
+    verifier: str | None,
+    metas: Sequence[Metadata],
+    detector: Detector | None = None,
+    judge=None,
+    generator=None,
 ):
     """The verifier a strategy's role needs: the GenEval oracle (on `detector` when given), or a learned verifier
-    (shipped, a folder, or hf-vlm:/hf-clip:, loaded by `judge` on its own device when given)."""
+    (shipped, a folder, or hf-vlm:/hf-clip:, loaded by `judge` on its own device when given). Without --verifier,
+    a generator with verifiers trained on its own samples (the AR models) gets those."""
     from .search import get_strategy
-    from .verifiers.registry import load_verifier
+    from .verifiers.registry import load_verifier, own_verifier
 
     role = get_strategy(strategy).verifier
     if role is None:
         return None
+    if verifier is None and (verifier := own_verifier(role, generator)) is not None:
+        _stderr.print(f"{role} verifier: {verifier} (trained on this generator's samples; --verifier overrides)")
     lookup = {m["prompt"]: m for m in metas}
     if role == "oracle" and detector is not None:
         from .verifiers import OracleVerifier
@@ -298,7 +306,8 @@ def generate_cmd(
         _positive("--batch-size", batch_size)
         generator = _load_model(model, _placement(device, dtype))
         seeds = candidate_seeds(image_seed(seed, 0, 0), n)
-        judge_with = _strategy_verifier(strategy, verifier, [meta], judge=_judge(judge_device, judge_dtype))
+        judge = _judge(judge_device, judge_dtype)
+        judge_with = _strategy_verifier(strategy, verifier, [meta], judge=judge, generator=generator)
         judge_with = _with_rounds(judge_with, max_rounds)
         record = save_steps or trace
         if strategy == "baseline":  # every candidate is an output image, batch_size rows at a time
@@ -366,7 +375,8 @@ def eval_cmd(
         place = _placement(device, dtype)
         scorer = _detector(detector, clip, _placement(device, "fp32")) if detector != "shapes" else ShapesDetector()
         generator = _load_model(model, place)
-        judge_with = _strategy_verifier(strategy, verifier, entries, scorer, _judge(judge_device, judge_dtype))
+        judge = _judge(judge_device, judge_dtype)
+        judge_with = _strategy_verifier(strategy, verifier, entries, scorer, judge, generator)
         judge_with = _with_rounds(judge_with, max_rounds)
         with Progress(console=_stderr, transient=True) as bar:
             task = bar.add_task(f"{strategy} N={n}", total=len(entries))

@@ -14,6 +14,15 @@ from .oracle import OracleVerifier
 SHIPPED = {"orm-zs": "shapes-orm-zs", "orm": "shapes-orm", "prm": "shapes-prm", "parm": "shapes-parm"}
 
 
+def own_verifier(role: str, generator: object) -> str | None:
+    """The shipped verifier of `role` trained on samples of `generator`'s kind where one exists (the AR models:
+    shapes-ar-orm, shapes-ar-parm), else None (the role's shipped default, trained on shapes-maskgit samples)."""
+    from ..generators.registry import registered_models
+
+    name = f"{getattr(generator, 'KIND', '')}-{role}"
+    return name if name.startswith("shapes-ar-") and name in registered_models() else None
+
+
 def load_verifier(role: str, name_or_path: str | None = None, metadata: Callable[[str], Metadata] | None = None):
     """The verifier for a strategy's role; `name_or_path` overrides the shipped one: a shipped name, a folder,
     `hf-vlm:<hub id or folder>` (a vision-language judge) or `hf-clip:<hub id or folder>` (CLIP score)."""
