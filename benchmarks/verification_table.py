@@ -58,6 +58,7 @@ def collect(args, generator, metas, judges, outcomes) -> list[SlotRecord]:
     slots_meta = [(i, k, m) for i, m in enumerate(metas) for k in range(args.images_per_prompt)]
     records, out = [], args.out / "records"
     out.mkdir(parents=True, exist_ok=True)
+    check_settings(args, out)
     detector = ShapesDetector()
     for c, start in enumerate(range(0, len(slots_meta), args.chunk)):
         path = out / f"chunk_{c:05d}.npz"
@@ -71,12 +72,29 @@ def collect(args, generator, metas, judges, outcomes) -> list[SlotRecord]:
     return records
 
 
+def check_settings(args, out: Path) -> None:
+    """Cached records hold the verifiers' scores: refuse to mix them with other settings (exit with one line)."""
+    keys = ("model", "n", "images_per_prompt", "seed", "prompts", "chunk", "parm", "orm", "orm_zs")
+    settings = {k: getattr(args, k) for k in keys}
+    path = out / "settings.json"
+    if path.is_file() and json.loads(path.read_text()) != settings:
+        sys.exit(f"error: {out} holds records made with other settings ({path}); use another --out")
+    path.write_text(json.dumps(settings, indent=1))
+
+
+def score_extra_orms(records: list[SlotRecord], extras: dict) -> None:
+    """Outcome scores of more ORMs on the cached final images (best-of-N needs nothing else; no decoding)."""
+    for name, verifier in extras.items():
+        for slot in records:
+            finals = torch.from_numpy(slot.finals)
+            slot.outcome[name] = verifier.score([slot.meta["prompt"]] * len(finals), finals).numpy()
+
+
 def rows_for(records: list[SlotRecord], n: int, parms: dict[str, int]) -> dict[str, list]:
     """Each strategy's choice per slot; `parms` maps each PARM judge to its first clarity step."""
     rows = {"baseline": [choose_baseline(s) for s in records]}
-    for name in ("orm-zs", "orm"):
-        if name in records[0].outcome:
-            rows[name] = [choose_best_of_n(s, n, s.outcome[name]) for s in records]
+    for name in [k for k in records[0].outcome if k.startswith("orm")]:
+        rows[name] = [choose_best_of_n(s, n, s.outcome[name]) for s in records]
     for name in parms:
         rows[name] = [choose_parm(s, n, name, s.outcome[name], parms[name]) for s in records]
     rows["oracle"] = [choose_best_of_n(s, n, s.correct.astype(float)) for s in records]
@@ -178,6 +196,8 @@ def main() -> None:
     parser.add_argument("--orm", default="shapes-orm")
     parser.add_argument("--orm-zs", default="shapes-orm-zs")
     parser.add_argument("--prm", default="shapes-prm")
+    parser.add_argument("--orm-extra", nargs="*", default=[], help="NAME=VERIFIER: more ORM rows (orm-NAME), scored "
+                        "on the cached final images")  # fmt: skip
     parser.add_argument("--live", nargs="*", default=[], help="strategies to also run live: prm, orm, parm, ...")
     parser.add_argument("--live-prompts", type=int, default=0, help="live runs on the first K prompts (0: all)")
     parser.add_argument("--out", type=Path, required=True)
@@ -190,6 +210,8 @@ def main() -> None:
     judges = {name: load_verifier("parm", path) for name, path in judges.items()}
     outcomes = {"orm-zs": load_verifier("orm-zs", args.orm_zs), "orm": load_verifier("orm", args.orm), **judges}
     records = collect(args, generator, metas, judges, outcomes)
+    extras = {f"orm-{k}": load_verifier("orm", v) for k, v in (spec.split("=", 1) for spec in args.orm_extra)}
+    score_extra_orms(records, extras)
     sizes = sorted({n for n in SCALING_N if n <= args.n} | {args.n})
     scaling = {
         n: {k: summarize(records, v) for k, v in rows_for(records, n, first_steps(generator, judges)).items()}
