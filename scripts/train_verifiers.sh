@@ -27,3 +27,4 @@ train prm prm --data "$RUN/prm-train" --heldout "$RUN/prm-heldout" --steps 1000
 # Own samples plus the zero-shot analogue's renders with synthetic negatives (shipped as shapes-orm-mixed and
 # shapes-ar-orm-mixed): better agreement within a prompt, above all on colour binding.
 train orm orm-mixed --data "$RUN/parm-train" --data "$RUN/orm-zs-train" --heldout "$RUN/parm-heldout" --steps 1500
+train parm parm-mixed --data "$RUN/parm-train" --data "$RUN/orm-zs-train" --heldout "$RUN/parm-heldout" --steps 1500  # shapes-parm-mixed (maskgit)
