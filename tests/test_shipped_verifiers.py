@@ -5,14 +5,13 @@ are meant to judge; exact renders and gross mismatches are out of their distribu
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pytest
 import torch
 
 from imgcot.generators.registry import load_generator, registered_models, weights_root
 from imgcot.geneval.judge import judge
+from imgcot.nn.io import read_config
 from imgcot.search import run_strategy
 from imgcot.verifiers.registry import load_verifier
 from imgcot.worlds.shapes.benchmark import dev_prompts, subset
@@ -20,7 +19,7 @@ from imgcot.worlds.shapes.detector import ShapesDetector
 
 
 def _config(name: str) -> dict:
-    return json.loads((weights_root() / name / "config.json").read_text())
+    return read_config(weights_root() / name)
 
 
 SHIPPED_VERIFIERS = [name for name in registered_models() if _config(name)["kind"] == "shapes-verifier"]

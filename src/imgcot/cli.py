@@ -254,10 +254,17 @@ def _strategy_verifier(
 
         return OracleVerifier(lookup.__getitem__, detector)
     if judge is not None:
-        if not (verifier or "").startswith(("hf-vlm:", "hf-clip:")):
-            raise InputError("--judge-device / --judge-dtype apply to --verifier hf-vlm:<id> or hf-clip:<id> only")
-        return judge(role, verifier)
+        return _load_real_judge(judge, role, verifier)
     return load_verifier(role, verifier, metadata=lookup.__getitem__)
+
+
+def _load_real_judge(judge, role: str, verifier: str | None, flag: str = "--verifier"):
+    """A real-image verifier loaded by `judge` (_judge: its own device and dtype); the options need one."""
+    from .hf import is_hf_verifier
+
+    if not is_hf_verifier(verifier):
+        raise InputError(f"--judge-device / --judge-dtype apply to {flag} hf-vlm:<id> or hf-clip:<id> only")
+    return judge(role, verifier)
 
 
 def _judge(device: str, dtype: str):

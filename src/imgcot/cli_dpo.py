@@ -119,7 +119,7 @@ def _metas(prompts: str, n_prompts: int, seed: int, exclude: bool, real: bool = 
 def _verifier(role: str, name: str | None, metas: list, option: str, model: str = "", judge=None):
     """The labeller (or guide) of role `role`: for a real model only a real-image verifier (hf-vlm: / hf-clip:),
     loaded by `judge` (cli._judge: its own device and dtype) when given."""
-    from .cli import InputError
+    from .cli import InputError, _load_real_judge
     from .generators.registry import is_hf_model
     from .hf import is_hf_verifier
     from .verifiers.registry import load_verifier
@@ -138,9 +138,7 @@ def _verifier(role: str, name: str | None, metas: list, option: str, model: str 
             f"shapes-world images only)"
         )
     if judge is not None:
-        if not is_hf_verifier(name):
-            raise InputError(f"--judge-device / --judge-dtype apply to {flag} hf-vlm:<id> or hf-clip:<id> only")
-        return judge(role, name)
+        return _load_real_judge(judge, role, name, flag)
     lookup = {m["prompt"]: m for m in metas}
     return load_verifier(role, name, metadata=lookup.__getitem__)
 

@@ -15,12 +15,13 @@ SHIPPED = {"orm-zs": "shapes-orm-zs", "orm": "shapes-orm", "prm": "shapes-prm", 
 
 
 def own_verifier(role: str, generator: object) -> str | None:
-    """The shipped verifier of `role` trained on samples of `generator`'s kind where one exists (the AR models:
+    """The shipped verifier `<generator kind>-<role>` trained on that kind's samples where one exists (the AR models:
     shapes-ar-orm, shapes-ar-parm), else None (the role's shipped default, trained on shapes-maskgit samples)."""
     from ..generators.registry import registered_models
 
-    name = f"{getattr(generator, 'KIND', '')}-{role}"
-    return name if name.startswith("shapes-ar-") and name in registered_models() else None
+    kind = getattr(generator, "KIND", None)
+    name = f"{kind}-{role}"
+    return name if kind is not None and name in registered_models() else None
 
 
 def load_verifier(role: str, name_or_path: str | None = None, metadata: Callable[[str], Metadata] | None = None):
