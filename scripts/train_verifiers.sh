@@ -28,3 +28,10 @@ train prm prm --data "$RUN/prm-train" --heldout "$RUN/prm-heldout" --steps 1000
 # shapes-ar-orm-mixed): better agreement within a prompt, above all on colour binding.
 train orm orm-mixed --data "$RUN/parm-train" --data "$RUN/orm-zs-train" --heldout "$RUN/parm-heldout" --steps 1500
 train parm parm-mixed --data "$RUN/parm-train" --data "$RUN/orm-zs-train" --heldout "$RUN/parm-heldout" --steps 1500  # shapes-parm-mixed (maskgit)
+# Counterfactual prompts (the same sampled images under other relations, exchanged colours, counts +-1, labelled by
+# the evaluator; `imgcot verifiers counterfactual`, seconds) added to the mixed recipe: verifiers that read the words.
+cf() { [ -f "$2/data.json" ] || "$IMGCOT" verifiers counterfactual "$1" --out "$2" --seed "$3"; }
+cf "$RUN/parm-train" "$RUN/cf-train" 1
+cf "$RUN/parm-heldout" "$RUN/cf-heldout" 2
+train parm parm-cf --data "$RUN/parm-train" --data "$RUN/orm-zs-train" --data "$RUN/cf-train" --heldout "$RUN/parm-heldout" --steps 1500
+train orm orm-cf --data "$RUN/parm-train" --data "$RUN/orm-zs-train" --data "$RUN/cf-train" --heldout "$RUN/parm-heldout" --steps 1500

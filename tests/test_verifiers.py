@@ -13,7 +13,7 @@ import torch
 from imgcot.core import GenState, StepScore
 from imgcot.geneval.judge import judge
 from imgcot.nn.io import CheckpointError
-from imgcot.nn.verifier import HEADS, VerifierNet, VerifierNetConfig
+from imgcot.nn.verifier import HEADS, VerifierNet, VerifierNetConfig, patch_centres
 from imgcot.train.verifier import (
     VerifierTrainConfig,
     agreement,
@@ -99,6 +99,32 @@ def test_save_and_load_round_trip_is_identical(tmp_path):
     images = _images(3)
     assert torch.equal(verifier.score(PROMPTS, images), back.score(PROMPTS, images))
     assert isinstance(load_verifier("parm", str(tmp_path / "v")), ShapesPARM)  # the strategies' entry point
+
+
+def test_grounding_network_round_trips_and_grounds_words_on_patch_centres(tmp_path):
+    assert torch.equal(patch_centres(2), torch.tensor([[-0.5, -0.5], [0.5, -0.5], [-0.5, 0.5], [0.5, 0.5]]))
+    torch.manual_seed(0)
+    net_config = replace(TINY, coords=True, grounding=True)
+    verifier = ShapesORM(ShapesVerifierConfig(role="orm", trained_heads=("outcome",), net=net_config))
+    state = verifier.net.state_dict()
+    assert "coord_embed.weight" in state and "ground_query.weight" in state
+    assert "patch_xy" not in state  # a fixed grid, rebuilt from the config: not a weight
+    verifier.save_pretrained(tmp_path / "g")
+    back = load_role("orm", tmp_path / "g")
+    images = _images(3)
+    assert back.config.net.grounding and torch.equal(verifier.score(PROMPTS, images), back.score(PROMPTS, images))
+    # The readout adds to the CLS head: with its last layer zeroed the network is the CLS head alone.
+    net = back.net
+    text = torch.zeros(3, TINY.text_len, dtype=torch.long)
+    text[:, 0] = 5
+    args = (images, text, torch.ones(3), torch.ones(3))
+    with torch.no_grad():
+        seq = net.encode(*args)
+        full = net(*args)
+        net.ground_head[-1].weight.zero_()
+        net.ground_head[-1].bias.zero_()
+        assert not torch.allclose(full, net(*args))
+        assert torch.allclose(net(*args), net.head(seq[:, 0]))
 
 
 def test_loading_is_strict_and_checks_the_role(tmp_path):

@@ -59,6 +59,31 @@ def build_data_cmd(
     typer.echo(json.dumps(data.summary(), indent=1))
 
 
+@verifiers_app.command("counterfactual")
+def counterfactual_cmd(
+    source: Path = typer.Argument(..., help="A data folder of sampled paths (`build-data orm|parm`)."),
+    out: Path = typer.Option(..., "--out", help="Data folder to write; train on it beside SOURCE (--data twice)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the random colour and count changes."),
+) -> None:
+    """The same sampled images under changed prompts (other relations, exchanged colours, counts +-1), each
+    labelled by the evaluator: rows that teach a verifier to tell apart the images of one prompt."""
+    from .verifiers.counterfactual import build_counterfactual
+    from .verifiers.data import VerifierData
+
+    with _user_errors():
+        if not (source / "data.json").is_file():
+            _fail(f"no data folder {source} (expected {source / 'data.json'})")
+        data = VerifierData.load(source)
+        with _bar("counterfactual prompts") as bar:
+            task = bar.add_task("counterfactual prompts", total=None)
+            rows = build_counterfactual(
+                data, seed=seed, progress=lambda done, total: bar.update(task, completed=done, total=total)
+            )
+        rows.save(out)
+    typer.echo(f"counterfactual data: {len(rows)} rows ({rows.info['prompts']} changed prompts) -> {out}")
+    typer.echo(json.dumps(rows.summary(), indent=1))
+
+
 @verifiers_app.command("train")
 def train_cmd(
     role: str = typer.Argument(..., help="orm-zs, orm, prm or parm."),
@@ -71,9 +96,13 @@ def train_cmd(
     minutes: float | None = typer.Option(None, "--minutes", help="Wall-clock cap; rerun to resume."),
     clarity_rule: str = typer.Option("fixed", "--clarity-rule", help="PARM: 'fixed' (the paper's) or 'learned'."),
     seed: int = typer.Option(0, "--seed", help="Initialisation and batch-order seed."),
+    grounding: bool = typer.Option(
+        False, "--grounding", help="Network with patch coordinates and a word-grounding readout (relations)."
+    ),
 ) -> None:
     """Train (or resume) a verifier; its final/ folder is what `--verifier FOLDER` loads."""
-    from .train.verifier import train_verifier
+    from .nn.verifier import VerifierNetConfig
+    from .train.verifier import VerifierTrainConfig, train_verifier
     from .verifiers.data import VerifierData
 
     with _user_errors():
@@ -91,6 +120,7 @@ def train_cmd(
             task = bar.add_task(f"train {role}", total=steps)
             train_verifier(
                 role, rows, out, steps=steps, minutes=minutes, seed=seed, clarity_rule=clarity_rule, heldout=held,
+                config=VerifierTrainConfig(net=VerifierNetConfig(coords=grounding, grounding=grounding)),
                 progress=lambda step, total, _loss, _minutes: bar.update(task, completed=step),
             )  # fmt: skip
     typer.echo(f"verifier: {out / 'final'}")

@@ -38,6 +38,14 @@ class VerifierNetConfig:
     depth: int = 4
     heads: int = 4
     mlp_ratio: int = 2
+    # Add a linear embedding of each patch's (x, y) centre: attention that averages an object's patches then carries
+    # its centroid linearly, which relation prompts ("left of", "above") need; False keeps the original network.
+    coords: bool = False
+    # Grounding readout: every prompt word attends once over the output patches and yields the (x, y) centroid of
+    # what it attends to; an MLP over [CLS, the words' centroids] adds to the head logits. Relations then compare
+    # two centroids instead of being composed through the blocks (which the 4-block net never learnt: position
+    # stayed at chance within an image, benchmarks/verifier_tags.py). False keeps the original network.
+    grounding: bool = False
 
     @property
     def num_patches(self) -> int:
@@ -73,6 +81,8 @@ class VerifierNet(nn.Module):
             nn.Conv2d(c.stem_channels, c.dim, c.patch, stride=c.patch),  # one vector per 4x4 token patch
         )
         self.image_pos = nn.Parameter(torch.zeros(1, c.num_patches, c.dim))
+        if c.coords:
+            self.coord_embed = nn.Linear(2, c.dim)
         self.words = nn.Embedding(c.text_vocab, c.dim)
         self.text_pos = nn.Parameter(torch.zeros(1, c.text_len, c.dim))
         self.step_embed = nn.Linear(2, c.dim)  # (t / T, final flag)
@@ -81,6 +91,13 @@ class VerifierNet(nn.Module):
         self.norm = nn.LayerNorm(c.dim)
         self.head = nn.Linear(c.dim, len(HEADS))
         self.patch_head = nn.Linear(c.dim, PATCH_CLASSES + PATCH_COLORS)  # auxiliary: what each patch shows
+        if c.grounding:
+            self.ground_query, self.ground_key = nn.Linear(c.dim, c.dim), nn.Linear(c.dim, c.dim)
+            self.ground_head = nn.Sequential(
+                nn.Linear(c.dim + 2 * c.text_len, c.dim), nn.GELU(), nn.Linear(c.dim, len(HEADS))
+            )
+        if c.coords or c.grounding:
+            self.register_buffer("patch_xy", patch_centres(c.image_size // c.patch), persistent=False)
         for p in (self.image_pos, self.text_pos, self.cls):
             nn.init.normal_(p, std=0.02)
 
@@ -88,14 +105,25 @@ class VerifierNet(nn.Module):
         self, images: torch.Tensor, text: torch.Tensor, step_frac: torch.Tensor, final: torch.Tensor
     ) -> torch.Tensor:
         """Logits (B, len(HEADS)) for images (B, H, W, 3) uint8, text (B, L) ids, step_frac (B,), final (B,)."""
-        return self.head(self.encode(images, text, step_frac, final)[:, 0])
+        return self.logits(self.encode(images, text, step_frac, final), text)
 
     def with_patches(
         self, images: torch.Tensor, text: torch.Tensor, step_frac: torch.Tensor, final: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Head logits (B, len(HEADS)) and per-patch logits (B, P, PATCH_CLASSES + PATCH_COLORS)."""
         seq = self.encode(images, text, step_frac, final)
-        return self.head(seq[:, 0]), self.patch_head(seq[:, -self.config.num_patches :])
+        return self.logits(seq, text), self.patch_head(seq[:, -self.config.num_patches :])
+
+    def logits(self, seq: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
+        """Head logits from the output sequence: the CLS head, plus the grounding readout when configured."""
+        out = self.head(seq[:, 0])
+        if not self.config.grounding:
+            return out
+        words, patches = seq[:, 2 : 2 + text.shape[1]], seq[:, -self.config.num_patches :]
+        scale = self.config.dim**-0.5
+        attention = torch.softmax(self.ground_query(words) @ self.ground_key(patches).transpose(1, 2) * scale, -1)
+        centroids = (attention @ self.patch_xy) * (text != PAD)[..., None].float()  # (B, L, 2); padding: 0
+        return out + self.ground_head(torch.cat([seq[:, 0], centroids.flatten(1)], -1))
 
     def encode(
         self, images: torch.Tensor, text: torch.Tensor, step_frac: torch.Tensor, final: torch.Tensor
@@ -103,6 +131,8 @@ class VerifierNet(nn.Module):
         """Normalised output sequence (B, 2 + L + P, D): [CLS, step, words, patches]."""
         x = images.permute(0, 3, 1, 2).float() / 127.5 - 1.0  # (B, 3, H, W) in [-1, 1]
         patches = self.stem(x).flatten(2).transpose(1, 2) + self.image_pos  # (B, P, D)
+        if self.config.coords:
+            patches = patches + self.coord_embed(self.patch_xy)
         words = self.words(text) + self.text_pos  # (B, L, D)
         cond = torch.stack([step_frac.float(), final.float()], -1)
         step = self.step_embed(cond)[:, None]  # (B, 1, D)
@@ -113,6 +143,13 @@ class VerifierNet(nn.Module):
         for block in self.blocks:
             seq = block(seq, keep[:, None, None])
         return self.norm(seq)
+
+
+def patch_centres(side: int) -> torch.Tensor:
+    """(side * side, 2) patch centres (x, y) in [-1, 1], row-major like the patch sequence."""
+    axis = (torch.arange(side, dtype=torch.float32) + 0.5) / side * 2 - 1
+    y, x = torch.meshgrid(axis, axis, indexing="ij")
+    return torch.stack([x.flatten(), y.flatten()], -1)
 
 
 def head_index(name: str) -> int:

@@ -116,6 +116,21 @@ def flipped_relation(meta: Metadata, rng: np.random.Generator) -> Metadata:
     return _finish(out, "flipped relation", f"{old} -> {FLIP[old]}")
 
 
+def other_relations(meta: Metadata) -> list[Metadata]:
+    """The positioned clause under each of the three other relations (the flip and both orthogonal ones)."""
+    out = []
+    for relation in FLIP:
+        line = copy.deepcopy(meta)
+        clause = next((c for c in line["include"] if "position" in c), None)
+        if clause is None:
+            raise ValueError(f"{meta['prompt']!r}: no clause has a position")
+        old = clause["position"][0]
+        if relation != old:
+            clause["position"] = [relation, clause["position"][1]]
+            out.append(_finish(line, "other relation", f"{old} -> {relation}"))
+    return out
+
+
 def swapped_colours(meta: Metadata, rng: np.random.Generator) -> Metadata:
     out = copy.deepcopy(meta)
     coloured = [c for c in out["include"] if "color" in c]
@@ -165,4 +180,4 @@ def mutations(meta: Metadata, rng: np.random.Generator) -> list[tuple[str, Metad
     return out
 
 
-__all__ = ["APPLICABLE", "FLIP", "KINDS", "mutate", "mutations"]
+__all__ = ["APPLICABLE", "FLIP", "KINDS", "mutate", "mutations", "other_relations"]
