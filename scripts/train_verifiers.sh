@@ -35,3 +35,9 @@ cf "$RUN/parm-train" "$RUN/cf-train" 1
 cf "$RUN/parm-heldout" "$RUN/cf-heldout" 2
 train parm parm-cf --data "$RUN/parm-train" --data "$RUN/orm-zs-train" --data "$RUN/cf-train" --heldout "$RUN/parm-heldout" --steps 1500
 train orm orm-cf --data "$RUN/parm-train" --data "$RUN/orm-zs-train" --data "$RUN/cf-train" --heldout "$RUN/parm-heldout" --steps 1500
+# Grounded PARM: the network with patch coordinates and a word-grounding readout (--grounding), 3000 steps, on the
+# above plus position renders under all four relations (shipped as shapes-parm-grounded for shapes-maskgit).
+data orm-zs "$RUN/orm-zs-position" --n-prompts 1000 --seed 1004 --tag position
+cf "$RUN/orm-zs-position" "$RUN/cf-position" 3
+train parm parm-gc2 --grounding --data "$RUN/parm-train" --data "$RUN/orm-zs-train" --data "$RUN/cf-train" \
+    --data "$RUN/orm-zs-position" --data "$RUN/cf-position" --heldout "$RUN/parm-heldout" --steps 3000 --minutes 60

@@ -10,6 +10,7 @@ from typer.testing import CliRunner
 from imgcot.cli import app
 from imgcot.verifiers.data import VerifierData
 from imgcot.verifiers.registry import load_verifier
+from imgcot.worlds.shapes.prompts import parse_prompt
 from tiny import tiny_generator
 
 runner = CliRunner()
@@ -59,11 +60,22 @@ def test_orm_zs_needs_no_generator(tmp_path: Path) -> None:
     assert VerifierData.load(tmp_path / "zs").info["role"] == "orm-zs"
 
 
+def test_tag_draws_prompts_of_that_tag_only(tmp_path: Path) -> None:
+    result = _run("verifiers", "build-data", "orm-zs", "--out", tmp_path / "p", "--n-prompts", 4, "--tag", "position")
+    assert result.exit_code == 0, result.output
+    rows = VerifierData.load(tmp_path / "p")
+    renders = rows.extras["source"] == 0  # constructed positives: the drawn prompts themselves
+    assert rows.info["tags"] == ["position"] and renders.any()
+    for i in renders.nonzero().flatten().tolist():
+        assert parse_prompt(rows.prompts[int(rows.prompt_id[i])])["tag"] == "position"
+
+
 def test_bad_input_is_one_line(tmp_path: Path) -> None:
     cases = [
         (["verifiers", "build-data", "rm", "--out", tmp_path / "x"], "unknown verifier role"),
         (["verifiers", "train", "parm", "--data", tmp_path / "missing", "--out", tmp_path / "r"], "no data folder"),
         (["verifiers", "build-data", "orm-zs", "--out", tmp_path / "x", "--n-prompts", 0], "--n-prompts"),
+        (["verifiers", "build-data", "orm-zs", "--out", tmp_path / "x", "--tag", "shapes"], "unknown tag"),
     ]
     for args, fragment in cases:
         result = _run(*args)

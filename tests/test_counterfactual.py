@@ -74,10 +74,18 @@ def test_rows_carry_the_evaluators_verdict_under_the_changed_prompt() -> None:
     assert rows.label("clarity_fixed").isnan().all()  # clarity is taught by the source rows only
 
 
+def test_final_images_without_path_ids_are_each_their_own_path() -> None:
+    data = _paths()
+    finals = data.select(data.step == data.num_steps)
+    alone = VerifierData(finals.images, finals.prompt_id, finals.step, finals.num_steps, finals.labels, {}, [BELOW])
+    rows = build_counterfactual(alone, seed=0)
+    assert len(rows) == 2 * 3 and sorted(set(rows.extras["path_id"].tolist())) == [0.0, 1.0]
+
+
 def test_data_without_paths_is_refused_and_the_cli_writes_a_folder(tmp_path: Path) -> None:
     data = _paths()
     no_paths = VerifierData(data.images, data.prompt_id, data.step, data.num_steps, data.labels, {}, data.prompts)
-    with pytest.raises(ValueError, match="sampled paths"):
+    with pytest.raises(ValueError, match="sampled paths"):  # steps without path ids
         build_counterfactual(no_paths)
     data.save(tmp_path / "src")
     runner = CliRunner()

@@ -12,6 +12,7 @@ import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from .cli import _fail, _load_model, _positive, _stderr, _user_errors
+from .geneval.spec import TAGS
 
 verifiers_app = typer.Typer(help="Build data for and train the shapes verifiers (resumable).", no_args_is_help=True)
 
@@ -39,6 +40,9 @@ def build_data_cmd(
     images_per_prompt: int = typer.Option(4, "--images-per-prompt", help="Sampled paths per prompt."),
     rollouts: int = typer.Option(4, "--rollouts", help="PRM: continuations per labelled step."),
     label_every: int = typer.Option(2, "--label-every", help="PRM: label every k-th step."),
+    tag: list[str] = typer.Option(
+        [], "--tag", help="Draw prompts of this GenEval tag only (repeatable; default: all six in turn)."
+    ),
 ) -> None:
     """Label a generator's samples (or ground-truth renders for orm-zs) with the evaluator."""
     from .verifiers.data import build_data
@@ -47,12 +51,15 @@ def build_data_cmd(
         _role(role)
         _positive("--n-prompts", n_prompts)
         _positive("--images-per-prompt", images_per_prompt)
+        if unknown := sorted(set(tag) - set(TAGS)):
+            _fail(f"unknown tag(s) {', '.join(unknown)}; known: {', '.join(TAGS)}")
         generator = None if role == "orm-zs" else _load_model(model)
         with _bar(f"build {role} data") as bar:
             task = bar.add_task(f"build {role} data", total=n_prompts)
             data = build_data(
                 role, generator, n_prompts, seed, images_per_prompt=images_per_prompt, rollouts=rollouts,
-                label_every=label_every, progress=lambda done, total: bar.update(task, completed=done, total=total),
+                label_every=label_every, tags=tuple(tag) or TAGS,
+                progress=lambda done, total: bar.update(task, completed=done, total=total),
             )  # fmt: skip
         data.save(out)
     typer.echo(f"{role} data: {len(data)} rows -> {out}")

@@ -58,9 +58,12 @@ def _sayable(text: str) -> bool:
 
 
 def _paths(data: VerifierData) -> dict[int, torch.Tensor]:
-    """Row indices of every path, step order; the data must come from `build-data orm|parm` (it has path_id)."""
+    """Row indices of every path, step order: sampled paths (`build-data orm|parm`, with path_id), or final images
+    only (`build-data orm-zs` renders), each its own path."""
     if "path_id" not in data.extras:
-        raise ValueError("counterfactual rows need sampled paths: data from `imgcot verifiers build-data orm|parm`")
+        if not bool((data.step >= data.num_steps).all()):
+            raise ValueError("counterfactual rows need sampled paths (path_id) or final images only")
+        return {i: torch.tensor([i]) for i in range(len(data))}
     order = torch.argsort(data.extras["path_id"] * 10_000 + data.step, stable=True)
     ids = data.extras["path_id"][order].long()
     cuts = torch.nonzero(ids[1:] != ids[:-1]).flatten() + 1

@@ -199,12 +199,14 @@ def patch_labels(images: torch.Tensor, patch: int = 4, threshold: float = 0.3) -
 
 
 # --- prompts and seeds ------------------------------------------------------------------------------------------
-def draw_prompts(count: int, seed: int) -> list[Metadata]:
-    """`count` metadata lines, tags in turn, drawn like the benchmark's but from another seed."""
+def draw_prompts(count: int, seed: int, tags: Sequence[str] = TAGS) -> list[Metadata]:
+    """`count` metadata lines, `tags` in turn, drawn like the benchmark's but from another seed."""
     if seed == BENCHMARK_SEED:
         raise ValueError(f"seed {seed} is the shipped benchmark's: verifier data must use another seed")
+    if not tags or (unknown := set(tags) - set(TAGS)):
+        raise ValueError(f"unknown tag(s) {sorted(unknown) if tags else []}; known: {', '.join(TAGS)}")
     rng = np.random.default_rng(seed)
-    return [random_metadata(TAGS[i % len(TAGS)], rng) for i in range(count)]
+    return [random_metadata(tags[i % len(tags)], rng) for i in range(count)]
 
 
 def path_seed(seed: int, prompt: int, k: int) -> int:
@@ -337,6 +339,7 @@ def build_orm_zs(
     other: int = 1,
     corruptions: int = 2,
     size: int = 32,
+    tags: Sequence[str] = TAGS,
     evaluate: Evaluator | None = None,
     progress: Progress | None = None,
 ) -> VerifierData:
@@ -344,11 +347,13 @@ def build_orm_zs(
     start, evaluate = time.time(), evaluate or shapes_evaluator()
     per = {"renders": renders, "mutations": mutated, "other": other, "corruptions": corruptions}
     rows, dropped = _Rows(), {}
-    for i, meta in enumerate(draw_prompts(n_prompts, seed)):
+    for i, meta in enumerate(draw_prompts(n_prompts, seed, tags)):
         _orm_zs_prompt(rows, meta, np.random.default_rng([seed, i]), evaluate, dropped, size, per)
         if progress is not None:
             progress(i + 1, n_prompts)
     info = _info("orm-zs", seed, n_prompts, start, per=per, dropped_disagreeing=dropped, sources=list(SOURCES))
+    if tuple(tags) != TAGS:
+        info["tags"] = list(tags)
     return rows.to_data(["outcome"], info)
 
 
@@ -437,9 +442,9 @@ def _orm_path(rows: _Rows, meta: Metadata, previews, final: np.ndarray, evaluate
     return bool(correct)
 
 
-def _paths(n_prompts: int, per_prompt: int, seed: int) -> list[tuple[Metadata, int, int]]:
+def _paths(n_prompts: int, per_prompt: int, seed: int, tags: Sequence[str] = TAGS) -> list[tuple[Metadata, int, int]]:
     """(metadata, path id, path seed) of every candidate, prompt-major."""
-    metas = draw_prompts(n_prompts, seed)
+    metas = draw_prompts(n_prompts, seed, tags)
     return [(m, i * per_prompt + k, path_seed(seed, i, k)) for i, m in enumerate(metas) for k in range(per_prompt)]
 
 
@@ -451,13 +456,14 @@ def build_samples(
     seed: int,
     *,
     batch_size: int = 64,
+    tags: Sequence[str] = TAGS,
     evaluate: Evaluator | None = None,
     progress: Progress | None = None,
 ) -> VerifierData:
     """ORM fine-tuned data (role 'orm': final samples) or PARM data (role 'parm': every step and the final)."""
     start, evaluate = time.time(), evaluate or shapes_evaluator()
     add_path = {"orm": _orm_path, "parm": _parm_path}[role]
-    paths, rows, correct = _paths(n_prompts, images_per_prompt, seed), _Rows(), 0
+    paths, rows, correct = _paths(n_prompts, images_per_prompt, seed, tags), _Rows(), 0
     for i in range(0, len(paths), batch_size):
         chunk = paths[i : i + batch_size]
         previews, finals = sample_paths(generator, [m["prompt"] for m, _, _ in chunk], [s for _, _, s in chunk])
@@ -468,6 +474,8 @@ def build_samples(
     names = ["outcome"] if role == "orm" else list(PARM_COLUMNS)
     info = _info(role, seed, n_prompts, start, images_per_prompt=images_per_prompt, generator=_describe(generator))
     info["final_accuracy"] = correct / max(1, len(paths))
+    if tuple(tags) != TAGS:
+        info["tags"] = list(tags)
     return rows.to_data(names, info)
 
 
@@ -516,6 +524,7 @@ def build_prm(
     rollouts: int = 4,
     label_every: int = 1,
     batch_size: int = 64,
+    tags: Sequence[str] = TAGS,
     evaluate: Evaluator | None = None,
     progress: Progress | None = None,
 ) -> VerifierData:
@@ -523,7 +532,7 @@ def build_prm(
     (Math-Shepherd's hard estimate; `value_frac` keeps the soft one). `label_every` > 1 labels every k-th step
     only (the last step always), to save roll-out compute: ~rollouts x T / 2 decodes per labelled path."""
     start, evaluate = time.time(), evaluate or shapes_evaluator()
-    paths, rows, correct = _paths(n_prompts, paths_per_prompt, seed), _Rows(), 0
+    paths, rows, correct = _paths(n_prompts, paths_per_prompt, seed, tags), _Rows(), 0
     per_batch = max(1, batch_size // rollouts)  # roll-outs of a batch run together: batch_size rows
     for i in range(0, len(paths), per_batch):
         correct += _prm_batch(rows, generator, paths[i : i + per_batch], rollouts, label_every, evaluate)
@@ -546,21 +555,25 @@ def build_data(
     rollouts: int = 4,
     label_every: int = 1,
     batch_size: int = 64,
+    tags: Sequence[str] = TAGS,
     progress: Progress | None = None,
 ) -> VerifierData:
-    """Training data for one verifier role ('orm-zs' needs no generator); see the module docstring."""
+    """Training data for one verifier role ('orm-zs' needs no generator), prompts of `tags` in turn (default: all
+    six); see the module docstring."""
     if role not in ROLES:
         raise ValueError(f"unknown verifier role {role!r}; known: {', '.join(ROLES)}")
     if role == "orm-zs":
-        return build_orm_zs(n_prompts, seed, progress=progress)
+        return build_orm_zs(n_prompts, seed, tags=tags, progress=progress)
     if generator is None:
         raise ValueError(f"role {role!r} labels the generator's own samples: pass a generator")
     if role == "prm":
         return build_prm(
             generator, n_prompts, images_per_prompt, seed, rollouts=rollouts, label_every=label_every,
-            batch_size=batch_size, progress=progress,
+            batch_size=batch_size, tags=tags, progress=progress,
         )  # fmt: skip
-    return build_samples(role, generator, n_prompts, images_per_prompt, seed, batch_size=batch_size, progress=progress)
+    return build_samples(
+        role, generator, n_prompts, images_per_prompt, seed, batch_size=batch_size, tags=tags, progress=progress
+    )
 
 
 def _describe(generator: StepwiseGenerator) -> dict:
