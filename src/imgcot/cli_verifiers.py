@@ -68,11 +68,11 @@ def build_data_cmd(
 
 @verifiers_app.command("counterfactual")
 def counterfactual_cmd(
-    source: Path = typer.Argument(..., help="A data folder of sampled paths (`build-data orm|parm`)."),
+    source: Path = typer.Argument(..., help="A data folder of samples (`build-data orm|parm`) or renders (orm-zs)."),
     out: Path = typer.Option(..., "--out", help="Data folder to write; train on it beside SOURCE (--data twice)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the random colour and count changes."),
 ) -> None:
-    """The same sampled images under changed prompts (other relations, exchanged colours, counts +-1), each
+    """The same images under changed prompts (other relations, exchanged colours, counts +-1), each
     labelled by the evaluator: rows that teach a verifier to tell apart the images of one prompt."""
     from .verifiers.counterfactual import build_counterfactual
     from .verifiers.data import VerifierData

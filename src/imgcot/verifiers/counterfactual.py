@@ -1,4 +1,5 @@
-"""Counterfactual prompts for verifier data: the same generated image, judged by the evaluator under changed prompts.
+"""Counterfactual prompts for verifier data: the same image (a sample or a render) judged by the evaluator under
+changed prompts.
 
 Why: held-out, the learned verifiers ranked the images of one position prompt at chance and those of a colour
 binding prompt barely above it (benchmarks/verifier_tags.py), although most rejected images of those prompts fail
@@ -22,7 +23,7 @@ import torch
 from ..geneval.spec import Metadata
 from ..worlds.shapes.mutate import mutate, other_relations
 from ..worlds.shapes.prompts import parse_prompt
-from .data import PARM_COLUMNS, Evaluator, VerifierData, _Rows, shapes_evaluator
+from .data import PARM_COLUMNS, Evaluator, VerifierData, _Rows, is_template, shapes_evaluator
 
 # Changed prompts per tag: the failure modes the verifiers missed. The easy tags (single and two objects) get none.
 KINDS_BY_TAG: dict[str, tuple[str, ...]] = {
@@ -44,17 +45,9 @@ def counterfactual_prompts(meta: Metadata, rng: np.random.Generator) -> list[Met
             out.append(mutate(meta, kind, rng))
         except ValueError:
             continue  # the kind does not apply to this line (e.g. count-1 of one object)
-    unique = {m["prompt"]: m for m in out if m["prompt"] != meta["prompt"] and _sayable(m["prompt"])}
+    # Only template sentences: the verifiers read prompt words, and a count no template says (5) is annotated.
+    unique = {m["prompt"]: m for m in out if m["prompt"] != meta["prompt"] and is_template(m)}
     return list(unique.values())
-
-
-def _sayable(text: str) -> bool:
-    """A template sentence (the verifiers read prompt words); a count no template says (5) is annotated instead."""
-    try:
-        parse_prompt(text)
-    except ValueError:
-        return False
-    return True
 
 
 def _paths(data: VerifierData) -> dict[int, torch.Tensor]:

@@ -219,7 +219,7 @@ def rollout_seed(seed: int, step: int, r: int) -> int:
     return row_seed(seed, step, salt=0x0110 + r) % 2**48
 
 
-def _is_template(meta: Metadata) -> bool:
+def is_template(meta: Metadata) -> bool:
     """A mutated line whose text is one of the six templates (so a prompt can say it)."""
     try:
         back = parse_prompt(meta["prompt"])
@@ -306,7 +306,7 @@ def _orm_zs_prompt(
     images = [render(s, size) for s in scenes]
     for image in images:
         _add_checked(rows, meta, image, 1.0, "render", evaluate, counts)
-    mutated = [m for _, m in mutations(meta, rng) if _is_template(m)]
+    mutated = [m for _, m in mutations(meta, rng) if is_template(m)]
     for j in rng.permutation(len(mutated))[: per["mutations"]]:
         _add_checked(rows, mutated[j], images[0], 0.0, "mutation", evaluate, counts)
     for _ in range(per["other"]):
