@@ -104,3 +104,27 @@ def test_log_prob_is_finite_and_negative(generator):
     final = run_to_end(generator, generator.init(PROMPTS, SEEDS))
     logp = generator.log_prob(PROMPTS, final.tokens)
     assert logp.shape == (3,) and bool(torch.isfinite(logp).all()) and bool((logp < 0).all())
+
+
+def test_stepping_leaves_the_parent_state_unchanged(generator):
+    parent = generator.step(generator.init(PROMPTS, SEEDS))
+    snapshot = parent.select(list(range(parent.batch)))  # indexed copies of every tensor and cache
+    first = generator.step(parent)
+    generator.step(parent.fork([0, 1, 2], [7, 8, 9]))  # a sibling branch decoded from the same parent
+    again = generator.step(parent)
+    assert torch.equal(first.tokens, again.tokens)
+    for name in ("tokens", "predicted"):
+        assert torch.equal(getattr(parent, name), getattr(snapshot, name))
+    for held, kept in zip(parent.cache or [], snapshot.cache or [], strict=True):
+        assert torch.equal(held[0], kept[0]) and torch.equal(held[1], kept[1])
+
+
+def test_cached_raster_decoding_matches_a_full_forward(tmp_path):
+    """Greedy, unguided AR decoding through the in-place KV buffers picks, at every position, the argmax of the
+    uncached full-sequence forward over the same tokens (teacher forcing)."""
+    generator = tiny_generator("ar", tmp_path).with_decoding(guidance=0.0, temperature=0.0)
+    state = run_to_end(generator, generator.init(PROMPTS, SEEDS))
+    assert state.forwards == [64] * 3  # unguided: one pass per token
+    bos = torch.full((3, 1), generator.undecided, dtype=torch.long)
+    logits = generator.model(generator.prompt_ids(PROMPTS), torch.cat([bos, state.tokens[:, :-1]], 1))[0]
+    assert torch.equal(logits.argmax(-1), state.tokens)

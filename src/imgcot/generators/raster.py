@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from ..core import GenState
+from ..nn.transformer import KVCache
 from ..sampling import guided_logits, gumbel, row_uniform, sample_with_gumbel
 from ..worlds.shapes.text import null_prompts
 from .base import TokenGenerator
@@ -23,23 +24,19 @@ class RasterGenerator(TokenGenerator):
     def num_steps(self) -> int:
         return self.config.tokenizer.grid // self.config.decoding.rows_per_step
 
-    def _advance(self, text: torch.Tensor | None, image: torch.Tensor, cache, start: int):
-        logits, cache = self.model(text, image, cache, start)
-        return logits[:, -1], cache
-
     @torch.no_grad()
     def init(self, prompts: list[str], seeds: list[int]) -> GenState:
-        """Prefill the prompt and BOS (cond and uncond rows) and keep the guided logits of the first token."""
+        """Prefill the prompt and BOS (cond and uncond rows in one batch) and keep the guided logits of the first
+        token."""
         b, n = len(prompts), self.config.transformer.image_len
         text = self.prompt_ids(prompts)
-        bos = torch.full((b, 1), self.undecided, dtype=torch.long)
         empty = torch.full((b, n), self.undecided, dtype=torch.long)
         state = GenState(list(prompts), list(seeds), text, empty, empty.clone(), 0, forwards=[0] * b)
-        cond, state.cache = self._advance(text, bos, None, 0)
-        state.next_logits = cond
-        if self.config.decoding.guidance != 0:
-            uncond, state.uncond_cache = self._advance(null_prompts(b, text.shape[1]), bos, None, 0)
-            state.next_logits = guided_logits(cond, uncond, self.config.decoding.guidance)
+        rows = text if self.passes_per_forward == 1 else torch.cat([text, null_prompts(b, text.shape[1])])
+        bos = torch.full((rows.shape[0], 1), self.undecided, dtype=torch.long)
+        logits, cache = self.model(rows, bos)
+        state.next_logits = self._guide(logits[:, -1])
+        state.cache, state.uncond_cache = self._split(cache, b, cache[0][0].shape[2])
         self._count(state, self.passes_per_forward)
         return state
 
@@ -55,31 +52,67 @@ class RasterGenerator(TokenGenerator):
             state.tokens.clone(),
             state.predicted,
             state.step + 1,
-            cache=state.cache,
-            uncond_cache=state.uncond_cache,
             next_logits=state.next_logits,
             forwards=list(state.forwards),
         )
+        buffers = self._buffers(state)
         for row in range(state.step * d.rows_per_step, (state.step + 1) * d.rows_per_step):
             noise = gumbel(row_uniform(state.seeds, row, (grid, vocab)))
             for col in range(grid):
-                index = row * grid + col
                 token = sample_with_gumbel(new.next_logits, noise[:, col], d.temperature)
-                new.tokens[:, index] = token
-                if index + 1 < self.config.transformer.image_len:
-                    position = self.config.transformer.text_len + 1 + index
-                    cond, new.cache = self._advance(None, token[:, None], new.cache, position)
-                    new.next_logits = self._guide_step(cond, new, token, position)
-                    self._count(new, self.passes_per_forward)
+                self._feed(new, buffers, row * grid + col, token)
+        new.cache, new.uncond_cache = self._split(buffers, new.batch, self._cache_length(new.step))
         new.predicted = new.tokens
         return new
 
-    def _guide_step(self, cond: torch.Tensor, state: GenState, token: torch.Tensor, position: int) -> torch.Tensor:
-        g = self.config.decoding.guidance
-        if g == 0:
-            return cond
-        uncond, state.uncond_cache = self._advance(None, token[:, None], state.uncond_cache, position)
-        return guided_logits(cond, uncond, g)
+    def _guide(self, logits: torch.Tensor) -> torch.Tensor:
+        """Guided logits from a batch of cond rows followed by as many uncond rows (or cond rows only)."""
+        if self.passes_per_forward == 1:
+            return logits
+        cond, uncond = logits.chunk(2)
+        return guided_logits(cond, uncond, self.config.decoding.guidance)
+
+    def _cache_length(self, step: int) -> int:
+        """Positions held in the KV cache after `step` steps: prompt, BOS and every token but the image's last."""
+        c = self.config.transformer
+        return (
+            c.text_len
+            + 1
+            + min(step * self.config.decoding.rows_per_step * self.config.tokenizer.grid, c.image_len - 1)
+        )
+
+    def _buffers(self, state: GenState) -> KVCache:
+        """Fresh full-length key/value buffers (cond rows, then uncond rows) holding the state's cache: a step
+        writes new tokens in place, and the state it started from keeps its own cache."""
+        parts = [state.cache] if state.uncond_cache is None else [state.cache, state.uncond_cache]
+        capacity = self.config.transformer.seq_len
+        buffers = []
+        for layer in range(len(state.cache)):
+            pair = []
+            for i in range(2):
+                held = torch.cat([part[layer][i] for part in parts])
+                buffer = held.new_empty((held.shape[0], held.shape[1], capacity, held.shape[3]))
+                buffer[:, :, : held.shape[2]] = held
+                pair.append(buffer)
+            buffers.append((pair[0], pair[1]))
+        return buffers
+
+    def _split(self, buffers: KVCache, batch: int, length: int) -> tuple[KVCache, KVCache | None]:
+        """The first `length` positions of the buffers as (cond cache, uncond cache) of `batch` rows each."""
+        cond = [(k[:batch, :, :length], v[:batch, :, :length]) for k, v in buffers]
+        if self.passes_per_forward == 1:
+            return cond, None
+        return cond, [(k[batch:, :, :length], v[batch:, :, :length]) for k, v in buffers]
+
+    def _feed(self, state: GenState, buffers: KVCache, index: int, token: torch.Tensor) -> None:
+        """Commit `token` at image position `index` and, unless it is the last, run it through the cache."""
+        state.tokens[:, index] = token
+        if index + 1 >= self.config.transformer.image_len:
+            return
+        position = self.config.transformer.text_len + 1 + index
+        rows = token[:, None].repeat(self.passes_per_forward, 1)
+        state.next_logits = self._guide(self.model.next_token_logits(rows, buffers, position))
+        self._count(state, self.passes_per_forward)
 
     def revise(self, state: GenState, keep: torch.Tensor) -> GenState:
         """Restart from the first token row that holds a position not kept (raster order cannot skip ahead)."""
@@ -96,16 +129,12 @@ class RasterGenerator(TokenGenerator):
     @torch.no_grad()
     def _replay_step(self, state: GenState, tokens: torch.Tensor) -> GenState:
         grid, d = self.config.tokenizer.grid, self.config.decoding
+        buffers = self._buffers(state)
         for row in range(state.step * d.rows_per_step, (state.step + 1) * d.rows_per_step):
             for col in range(grid):
-                index = row * grid + col
-                token = tokens[:, index]
-                state.tokens[:, index] = token
-                position = self.config.transformer.text_len + 1 + index
-                cond, state.cache = self._advance(None, token[:, None], state.cache, position)
-                state.next_logits = self._guide_step(cond, state, token, position)
-                self._count(state, self.passes_per_forward)
+                self._feed(state, buffers, row * grid + col, tokens[:, row * grid + col])
         state.step += 1
+        state.cache, state.uncond_cache = self._split(buffers, state.batch, self._cache_length(state.step))
         state.predicted = state.tokens
         return state
 

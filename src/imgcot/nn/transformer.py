@@ -52,9 +52,24 @@ class Block(nn.Module):
             total = k.shape[2]
             mask = torch.ones(t, total, dtype=torch.bool, device=x.device).tril(diagonal=total - t)
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        return self._finish(x, y), (k, v)
+
+    def _finish(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        b, t, d = x.shape
         x = x + self.proj(y.transpose(1, 2).reshape(b, t, d))
-        x = x + self.mlp(self.norm2(x))
-        return x, (k, v)
+        return x + self.mlp(self.norm2(x))
+
+    def forward_in_place(
+        self, x: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, position: int
+    ) -> torch.Tensor:
+        """One new token per row: write its key and value at `position` of preallocated (B, heads, capacity, head)
+        buffers and attend over positions 0..position (no re-concatenation of the cache per token)."""
+        b, _, d = x.shape
+        q, k, v = self.qkv(self.norm1(x)).view(b, 1, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
+        keys[:, :, position : position + 1] = k
+        values[:, :, position : position + 1] = v
+        y = F.scaled_dot_product_attention(q, keys[:, :, : position + 1], values[:, :, : position + 1])
+        return self._finish(x, y)
 
 
 class Transformer(nn.Module):
@@ -96,6 +111,14 @@ class Transformer(nn.Module):
             new_cache.append(kv)
         n_text = 0 if text is None else text.shape[1]
         return self.head(self.norm(x[:, n_text:])), new_cache
+
+    def next_token_logits(self, image: torch.Tensor, buffers: KVCache, position: int) -> torch.Tensor:
+        """(B, image_vocab) logits after the tokens `image` (B, 1) at `position`, with in-place KV buffers (causal
+        decoding; see Block.forward_in_place)."""
+        x = self.embed(None, image, position)
+        for block, (keys, values) in zip(self.blocks, buffers, strict=True):
+            x = block.forward_in_place(x, keys, values, position)
+        return self.head(self.norm(x))[:, 0]
 
 
 def _init_weights(module: nn.Module) -> None:
