@@ -64,6 +64,13 @@ def test_tag_draws_prompts_of_that_tag_only(tmp_path: Path) -> None:
     result = _run("verifiers", "build-data", "orm-zs", "--out", tmp_path / "p", "--n-prompts", 4, "--tag", "position")
     assert result.exit_code == 0, result.output
     rows = VerifierData.load(tmp_path / "p")
+    grounded = _run(
+        "verifiers", "train", "orm", "--data", tmp_path / "p", "--out", tmp_path / "g", "--steps", 2,
+        "--grounding", "--ground-weight", 0.5,
+    )  # fmt: skip
+    assert grounded.exit_code == 0, grounded.output
+    saved = json.loads((tmp_path / "g" / "train_config.json").read_text())
+    assert saved["ground_weight"] == 0.5 and saved["net"]["grounding"]
     renders = rows.extras["source"] == 0  # constructed positives: the drawn prompts themselves
     assert rows.info["tags"] == ["position"] and renders.any()
     for i in renders.nonzero().flatten().tolist():
@@ -76,6 +83,10 @@ def test_bad_input_is_one_line(tmp_path: Path) -> None:
         (["verifiers", "train", "parm", "--data", tmp_path / "missing", "--out", tmp_path / "r"], "no data folder"),
         (["verifiers", "build-data", "orm-zs", "--out", tmp_path / "x", "--n-prompts", 0], "--n-prompts"),
         (["verifiers", "build-data", "orm-zs", "--out", tmp_path / "x", "--tag", "shapes"], "unknown tag"),
+        (
+            ["verifiers", "train", "orm", "--data", tmp_path, "--out", tmp_path / "r", "--ground-weight", 1],
+            "--grounding",
+        ),
     ]
     for args, fragment in cases:
         result = _run(*args)

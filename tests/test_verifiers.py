@@ -18,6 +18,8 @@ from imgcot.train.verifier import (
     VerifierTrainConfig,
     agreement,
     auc,
+    grounding_loss,
+    grounding_targets,
     head_columns,
     train_verifier,
 )
@@ -40,6 +42,7 @@ from imgcot.verifiers.shapes import ShapesORM, ShapesPARM, ShapesPRM, ShapesVeri
 from imgcot.worlds.shapes.detector import ShapesDetector
 from imgcot.worlds.shapes.prompts import parse_prompt
 from imgcot.worlds.shapes.scenes import Scene, SceneObject, render
+from imgcot.worlds.shapes.text import encode_prompts
 from imgcot.worlds.shapes.vocab import COLORS, OBJECTS
 from tiny import tiny_generator
 
@@ -371,3 +374,51 @@ def test_auc_matches_hand_computed_values_with_ties():
     pos, neg = scores[labels == 1], scores[labels == 0]
     brute = ((pos[:, None] > neg[None]).sum() + 0.5 * (pos[:, None] == neg[None]).sum()) / (len(pos) * len(neg))
     assert auc(scores, labels) == pytest.approx(brute)
+
+
+# --- grounding loss ---------------------------------------------------------------------------------------------
+def test_grounding_targets_name_the_patches_of_each_object_word():
+    text = encode_prompts(["a photo of a red star and a blue circle", "a photo of three hearts"])
+    star, circle = 1 + OBJECTS.index("star"), 1 + OBJECTS.index("circle")
+    red, blue = 1 + COLORS.index("red"), 1 + COLORS.index("blue")
+    classes = torch.tensor([[star, circle, star, 0], [star, circle, star, 0]])
+    colors = torch.tensor([[red, blue, blue, 0], [red, blue, blue, 0]])
+    target = grounding_targets(text, classes, colors)
+    words = ["a", "photo", "of", "a", "red", "star", "and", "a", "blue", "circle"]
+    assert torch.equal(target[0, words.index("star")], torch.tensor([True, False, False, False]))  # red star only
+    assert torch.equal(target[0, words.index("circle")], torch.tensor([False, True, False, False]))
+    assert int(target[0].sum()) == 2 and not bool(target[1].any())  # other words, and absent hearts, name nothing
+    blue_star = grounding_targets(encode_prompts(["a photo of a green star"]), classes[:1], colors[:1])
+    assert torch.equal(blue_star[0, 5], torch.tensor([True, False, True, False]))  # no green star: every star
+
+
+def test_grounding_loss_is_minus_log_of_the_attention_mass_on_the_named_patches():
+    attention = torch.full((1, 3, 4), 0.25)
+    target = torch.zeros(1, 3, 4, dtype=torch.bool)
+    target[0, 1, :2] = True
+    assert math.isclose(float(grounding_loss(attention, target)), math.log(2), rel_tol=1e-6)
+    assert float(grounding_loss(attention, torch.zeros_like(target))) == 0.0
+
+
+def test_grounding_weight_points_the_object_word_at_the_object(tmp_path):
+    rng = np.random.default_rng(0)
+    corners = [0, 20]
+    images = torch.stack(
+        [torch.from_numpy(render(Scene((SceneObject("star", "red", *rng.choice(corners, 2)),)))) for _ in range(32)]
+    )
+    zeros = torch.zeros(32, dtype=torch.long)
+    labels = (torch.arange(32) % 2).float()
+    data = VerifierData(images, zeros, zeros + 1, zeros + 1, {"outcome": labels}, {}, ["a photo of a red star"])
+    net = replace(TINY, coords=True, grounding=True)
+    mass = {}
+    for weight in (0.0, 1.0):
+        verifier = train_verifier(
+            "orm", data, tmp_path / str(weight), steps=30, config=_train_cfg(net=net, ground_weight=weight)
+        )
+        text = encode_prompts(["a photo of a red star"] * 32)
+        classes, colors = patch_labels(images)
+        with torch.no_grad():
+            attention = verifier.net.outputs(images, text, torch.ones(32), torch.ones(32).bool())[2]
+        target = grounding_targets(text, classes, colors)[:, 5]
+        mass[weight] = float((attention[:, 5] * target.float()).sum(-1).mean())
+    assert mass[1.0] > mass[0.0] + 0.2, mass

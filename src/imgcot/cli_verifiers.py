@@ -106,6 +106,9 @@ def train_cmd(
     grounding: bool = typer.Option(
         False, "--grounding", help="Network with patch coordinates and a word-grounding readout (relations)."
     ),
+    ground_weight: float = typer.Option(
+        0.0, "--ground-weight", help="With --grounding: weight of the loss that points object words at their patches."
+    ),
 ) -> None:
     """Train (or resume) a verifier; its final/ folder is what `--verifier FOLDER` loads."""
     from .nn.verifier import VerifierNetConfig
@@ -115,6 +118,8 @@ def train_cmd(
     with _user_errors():
         _role(role)
         _positive("--steps", steps)
+        if ground_weight < 0 or (ground_weight and not grounding):
+            _fail("--ground-weight needs --grounding and a value >= 0")
         if clarity_rule not in ("fixed", "learned"):
             _fail(f"unknown clarity rule {clarity_rule!r}; known: fixed, learned")
         for folder in (*data, heldout):
@@ -127,7 +132,9 @@ def train_cmd(
             task = bar.add_task(f"train {role}", total=steps)
             train_verifier(
                 role, rows, out, steps=steps, minutes=minutes, seed=seed, clarity_rule=clarity_rule, heldout=held,
-                config=VerifierTrainConfig(net=VerifierNetConfig(coords=grounding, grounding=grounding)),
+                config=VerifierTrainConfig(
+                    net=VerifierNetConfig(coords=grounding, grounding=grounding), ground_weight=ground_weight
+                ),
                 progress=lambda step, total, _loss, _minutes: bar.update(task, completed=step),
             )  # fmt: skip
     typer.echo(f"verifier: {out / 'final'}")

@@ -111,17 +111,29 @@ class VerifierNet(nn.Module):
         self, images: torch.Tensor, text: torch.Tensor, step_frac: torch.Tensor, final: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Head logits (B, len(HEADS)) and per-patch logits (B, P, PATCH_CLASSES + PATCH_COLORS)."""
-        seq = self.encode(images, text, step_frac, final)
-        return self.logits(seq, text), self.patch_head(seq[:, -self.config.num_patches :])
+        return self.outputs(images, text, step_frac, final)[:2]
 
-    def logits(self, seq: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
+    def outputs(
+        self, images: torch.Tensor, text: torch.Tensor, step_frac: torch.Tensor, final: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """Head logits, per-patch logits and the grounding attention (B, L, P) (None without the readout)."""
+        seq = self.encode(images, text, step_frac, final)
+        attention = self.grounding_attention(seq, text) if self.config.grounding else None
+        return self.logits(seq, text, attention), self.patch_head(seq[:, -self.config.num_patches :]), attention
+
+    def grounding_attention(self, seq: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
+        """(B, L, P): where each prompt word looks among the output patches (the grounding readout)."""
+        words, patches = seq[:, 2 : 2 + text.shape[1]], seq[:, -self.config.num_patches :]
+        scale = self.config.dim**-0.5
+        return torch.softmax(self.ground_query(words) @ self.ground_key(patches).transpose(1, 2) * scale, -1)
+
+    def logits(self, seq: torch.Tensor, text: torch.Tensor, attention: torch.Tensor | None = None) -> torch.Tensor:
         """Head logits from the output sequence: the CLS head, plus the grounding readout when configured."""
         out = self.head(seq[:, 0])
         if not self.config.grounding:
             return out
-        words, patches = seq[:, 2 : 2 + text.shape[1]], seq[:, -self.config.num_patches :]
-        scale = self.config.dim**-0.5
-        attention = torch.softmax(self.ground_query(words) @ self.ground_key(patches).transpose(1, 2) * scale, -1)
+        if attention is None:
+            attention = self.grounding_attention(seq, text)
         centroids = (attention @ self.patch_xy) * (text != PAD)[..., None].float()  # (B, L, 2); padding: 0
         return out + self.ground_head(torch.cat([seq[:, 0], centroids.flatten(1)], -1))
 

@@ -29,7 +29,8 @@ from ..nn.io import config_from_dict
 from ..nn.verifier import HEADS, PATCH_CLASSES, PATCH_COLORS, VerifierNet, VerifierNetConfig
 from ..verifiers.data import VerifierData, patch_labels
 from ..verifiers.shapes import ROLE_CLASSES, ROLE_HEADS, ShapesVerifier, ShapesVerifierConfig, run_net
-from ..worlds.shapes.text import encode_prompts
+from ..worlds.shapes.text import WORD_IDS, WORDS, encode_prompts
+from ..worlds.shapes.vocab import COLORS, OBJECTS, plural
 
 Progress = Callable[[int, int, float, float], None]  # (step, max_steps, loss, minutes)
 
@@ -48,6 +49,9 @@ class VerifierTrainConfig:
     clip: float = 1.0
     seed: int = 0
     aux_weight: float = 1.0  # weight of the per-patch detector targets (what each patch shows); 0 disables
+    # Grounding networks only: weight of the loss that asks each object word of the prompt to put its grounding
+    # attention on the patches where the detector sees that object (of the colour the prompt gives it, if any)
+    ground_weight: float = 0.0
     checkpoint_every: int = 250
     eval_every: int = 500
 
@@ -100,12 +104,17 @@ def _sample_batch(pools: dict[int, torch.Tensor], batch: int, gen: torch.Generat
 
 
 def batch_loss(
-    net: VerifierNet, inputs: Inputs, picks: list[tuple[int, torch.Tensor]], aux_weight: float = 0.0
+    net: VerifierNet,
+    inputs: Inputs,
+    picks: list[tuple[int, torch.Tensor]],
+    aux_weight: float = 0.0,
+    ground_weight: float = 0.0,
 ) -> torch.Tensor:
     """Mean over heads of the BCE of head h on the rows drawn for it (one forward pass for all), plus
-    `aux_weight` x the cross-entropy of the per-patch object and colour targets when the inputs hold them."""
+    `aux_weight` x the cross-entropy of the per-patch object and colour targets when the inputs hold them, plus
+    `ground_weight` x the grounding loss (grounding_loss) for networks with the grounding readout."""
     index = torch.cat([rows for _, rows in picks])
-    logits, patches = net.with_patches(*inputs.rows(index))
+    logits, patches, attention = net.outputs(*inputs.rows(index))
     losses, start = [], 0
     for h, rows in picks:
         part = slice(start, start + len(rows))
@@ -117,7 +126,40 @@ def batch_loss(
         aux = F.cross_entropy(cls_logits.flatten(0, 1), inputs.patch_classes[index].flatten())
         aux = aux + F.cross_entropy(color_logits.flatten(0, 1), inputs.patch_colors[index].flatten())
         loss = loss + aux_weight * aux
+    if ground_weight and attention is not None and inputs.patch_classes is not None:
+        text = inputs.text[index]
+        target = grounding_targets(text, inputs.patch_classes[index], inputs.patch_colors[index])
+        loss = loss + ground_weight * grounding_loss(attention, target)
     return loss
+
+
+_WORD_OBJECT = torch.zeros(len(WORDS), dtype=torch.long)  # word id -> 1 + object index (singular and plural)
+_WORD_COLOR = torch.zeros(len(WORDS), dtype=torch.long)  # word id -> 1 + colour index
+for _i, _name in enumerate(OBJECTS):
+    _WORD_OBJECT[WORD_IDS[_name]] = _WORD_OBJECT[WORD_IDS[plural(_name)]] = 1 + _i
+for _i, _name in enumerate(COLORS):
+    _WORD_COLOR[WORD_IDS[_name]] = 1 + _i
+
+
+def grounding_targets(text: torch.Tensor, classes: torch.Tensor, colors: torch.Tensor) -> torch.Tensor:
+    """(B, L, P) bool: the patches each object word names. text (B, L) ids; classes, colors (B, P) the detector's
+    per-patch labels (verifiers.data.patch_labels). A word preceded by a colour names patches of that object and
+    colour when there are any, else those of the object; other words, and absent objects, name none."""
+    word_object = _WORD_OBJECT[text]
+    word_color = _WORD_COLOR[torch.cat([torch.zeros_like(text[:, :1]), text[:, :-1]], 1)]
+    by_object = (classes[:, None, :] == word_object[..., None]) & (word_object[..., None] > 0)
+    by_both = by_object & (colors[:, None, :] == word_color[..., None])
+    use_both = (word_color > 0) & by_both.any(-1)
+    return torch.where(use_both[..., None], by_both, by_object)
+
+
+def grounding_loss(attention: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean over the words that name something of -log(attention mass on the named patches); 0 if none do."""
+    named = target.any(-1)
+    if not bool(named.any()):
+        return attention.sum() * 0.0
+    mass = (attention * target.float()).sum(-1)[named]
+    return -torch.log(mass.clamp_min(1e-6)).mean()
 
 
 # --- checkpoints ------------------------------------------------------------------------------------------------
@@ -134,7 +176,8 @@ def _save_state(folder: Path, net, optimizer, step: int, gen: torch.Generator, s
 
 def _load_state(folder: Path, net, optimizer, gen: torch.Generator, cfg) -> tuple[int, float]:
     meta = json.loads((folder / "state.json").read_text())
-    saved, now = meta["config"], json.loads(json.dumps(asdict(cfg)))
+    now = json.loads(json.dumps(asdict(cfg)))
+    saved = {**json.loads(json.dumps(asdict(VerifierTrainConfig()))), **meta["config"]}  # options added since
     if {**saved, "minutes": None} != {**now, "minutes": None}:  # a longer wall budget may resume; nothing else
         raise ValueError(f"{folder}: the checkpoint was trained with another config; use a new output folder")
     tensors = load_file(str(folder / "state.safetensors"))
@@ -219,7 +262,7 @@ def _training_rows(
 def _train_step(net, optimizer, inputs: Inputs, picks, lr: float, cfg: VerifierTrainConfig) -> float:
     for group in optimizer.param_groups:
         group["lr"] = lr
-    loss = batch_loss(net, inputs, picks, cfg.aux_weight)
+    loss = batch_loss(net, inputs, picks, cfg.aux_weight, cfg.ground_weight)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     torch.nn.utils.clip_grad_norm_(net.parameters(), cfg.clip)
