@@ -41,3 +41,9 @@ data orm-zs "$RUN/orm-zs-position" --n-prompts 1000 --seed 1004 --tag position
 cf "$RUN/orm-zs-position" "$RUN/cf-position" 3
 train parm parm-gc2 --grounding --data "$RUN/parm-train" --data "$RUN/orm-zs-train" --data "$RUN/cf-train" \
     --data "$RUN/orm-zs-position" --data "$RUN/cf-position" --heldout "$RUN/parm-heldout" --steps 3000 --minutes 60
+# Located PARM: the same network and data, plus the grounding loss (--ground-weight 1: each object word's grounding
+# attention is taught the patches where the detector sees that object). Shipped as shapes-parm-located (maskgit) and
+# shapes-ar-parm-located (`bash scripts/train_verifiers.sh shapes-ar runs/verifiers/ar`).
+train parm parm-gc3 --grounding --ground-weight 1 --data "$RUN/parm-train" --data "$RUN/orm-zs-train" \
+    --data "$RUN/cf-train" --data "$RUN/orm-zs-position" --data "$RUN/cf-position" --heldout "$RUN/parm-heldout" \
+    --steps 3000 --minutes 60
