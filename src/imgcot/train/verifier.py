@@ -7,7 +7,9 @@ its rows. AdamW, linear warm-up then cosine decay, gradient clipping; checkpoint
 killed run resumes to the same weights. The paper trains one epoch at lr 1e-5 on a pretrained 7B judge; a
 0.4M network from scratch needs more steps, a larger rate, and some perception to start from: an auxiliary loss
 asks every patch what the evaluator's detector sees there (object and colour). On 10K zero-shot rows it lifted
-held-out AUC after 400 steps from 0.57 to 0.78 (1 CPU thread, batch 64, lr 3e-3).
+held-out AUC after 400 steps from 0.57 to 0.78 (1 CPU thread, batch 64, lr 3e-3). Networks with the grounding
+readout can also be told where each object word's object is (`ground_weight`, grounding_loss): with it, position
+was read within an image at AUC 0.974 instead of 0.648 (README, "Telling the words where their objects are").
 """
 
 from __future__ import annotations
