@@ -422,3 +422,24 @@ def test_grounding_weight_points_the_object_word_at_the_object(tmp_path):
         target = grounding_targets(text, classes, colors)[:, 5]
         mass[weight] = float((attention[:, 5] * target.float()).sum(-1).mean())
     assert mass[1.0] > mass[0.0] + 0.2, mass
+
+
+def test_a_checkpoint_from_before_an_option_existed_still_resumes(tmp_path):
+    data = _separable(32)
+
+    def kill_at_four(step, total, loss, minutes):  # after the step-3 checkpoint
+        if step == 4:
+            raise Killed
+
+    with pytest.raises(Killed):
+        train_verifier("orm", data, tmp_path / "run", steps=6, config=_train_cfg(), progress=kill_at_four)
+    meta_path = tmp_path / "run" / "checkpoint" / "state.json"
+    meta = json.loads(meta_path.read_text())
+    del meta["config"]["ground_weight"]  # as written before the grounding loss existed
+    meta_path.write_text(json.dumps(meta))
+    resumed = train_verifier("orm", data, tmp_path / "run", steps=6, config=_train_cfg())
+    assert json.loads(meta_path.read_text())["step"] == 6 and isinstance(resumed, ShapesORM)
+    meta["config"]["lr"] = 1.0  # any other difference is still refused
+    meta_path.write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match="another config"):
+        train_verifier("orm", data, tmp_path / "run", steps=6, config=_train_cfg())
