@@ -43,16 +43,20 @@ class Block(nn.Module):
         self.mlp = nn.Sequential(nn.Linear(dim, mlp_ratio * dim), nn.GELU(), nn.Linear(mlp_ratio * dim, dim))
 
     def forward(self, x: torch.Tensor, causal: bool, past: tuple | None) -> tuple[torch.Tensor, tuple]:
-        b, t, d = x.shape
-        q, k, v = self.qkv(self.norm1(x)).view(b, t, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
+        q, k, v = self._split_heads(x)
         if past is not None:
             k, v = torch.cat([past[0], k], dim=2), torch.cat([past[1], v], dim=2)
-        mask = None
+        mask, t = None, x.shape[1]
         if causal and t > 1:  # queries are the last t positions of k
             total = k.shape[2]
             mask = torch.ones(t, total, dtype=torch.bool, device=x.device).tril(diagonal=total - t)
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
         return self._finish(x, y), (k, v)
+
+    def _split_heads(self, x: torch.Tensor) -> torch.Tensor:
+        """(3, B, heads, T, head dim): queries, keys and values of x (B, T, D)."""
+        b, t, d = x.shape
+        return self.qkv(self.norm1(x)).view(b, t, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
 
     def _finish(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         b, t, d = x.shape
@@ -64,8 +68,7 @@ class Block(nn.Module):
     ) -> torch.Tensor:
         """One new token per row: write its key and value at `position` of preallocated (B, heads, capacity, head)
         buffers and attend over positions 0..position (no re-concatenation of the cache per token)."""
-        b, _, d = x.shape
-        q, k, v = self.qkv(self.norm1(x)).view(b, 1, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
+        q, k, v = self._split_heads(x)
         keys[:, :, position : position + 1] = k
         values[:, :, position : position + 1] = v
         y = F.scaled_dot_product_attention(q, keys[:, :, : position + 1], values[:, :, : position + 1])

@@ -31,8 +31,7 @@ from ..nn.io import config_from_dict
 from ..nn.verifier import HEADS, PATCH_CLASSES, PATCH_COLORS, VerifierNet, VerifierNetConfig
 from ..verifiers.data import VerifierData, patch_labels
 from ..verifiers.shapes import ROLE_CLASSES, ROLE_HEADS, ShapesVerifier, ShapesVerifierConfig, run_net
-from ..worlds.shapes.text import WORD_IDS, WORDS, encode_prompts
-from ..worlds.shapes.vocab import COLORS, OBJECTS, plural
+from ..worlds.shapes.text import encode_prompts, word_labels
 
 Progress = Callable[[int, int, float, float], None]  # (step, max_steps, loss, minutes)
 
@@ -135,20 +134,13 @@ def batch_loss(
     return loss
 
 
-_WORD_OBJECT = torch.zeros(len(WORDS), dtype=torch.long)  # word id -> 1 + object index (singular and plural)
-_WORD_COLOR = torch.zeros(len(WORDS), dtype=torch.long)  # word id -> 1 + colour index
-for _i, _name in enumerate(OBJECTS):
-    _WORD_OBJECT[WORD_IDS[_name]] = _WORD_OBJECT[WORD_IDS[plural(_name)]] = 1 + _i
-for _i, _name in enumerate(COLORS):
-    _WORD_COLOR[WORD_IDS[_name]] = 1 + _i
-
-
 def grounding_targets(text: torch.Tensor, classes: torch.Tensor, colors: torch.Tensor) -> torch.Tensor:
     """(B, L, P) bool: the patches each object word names. text (B, L) ids; classes, colors (B, P) the detector's
     per-patch labels (verifiers.data.patch_labels). A word preceded by a colour names patches of that object and
     colour when there are any, else those of the object; other words, and absent objects, name none."""
-    word_object = _WORD_OBJECT[text]
-    word_color = _WORD_COLOR[torch.cat([torch.zeros_like(text[:, :1]), text[:, :-1]], 1)]
+    objects, colors_of = word_labels()
+    word_object = objects[text]
+    word_color = colors_of[torch.cat([torch.zeros_like(text[:, :1]), text[:, :-1]], 1)]
     by_object = (classes[:, None, :] == word_object[..., None]) & (word_object[..., None] > 0)
     by_both = by_object & (colors[:, None, :] == word_color[..., None])
     use_both = (word_color > 0) & by_both.any(-1)

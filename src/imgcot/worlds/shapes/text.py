@@ -21,6 +21,15 @@ WORD_IDS = {w: i for i, w in enumerate(WORDS)}
 MAX_WORDS = 12
 
 
+def word_labels() -> tuple[torch.Tensor, torch.Tensor]:
+    """Per word id: 1 + the index of the object it names (singular or plural) and 1 + the index of the colour it
+    names, 0 for any other word; numbered like the detector's per-patch labels (verifiers.data.patch_labels)."""
+    singular = {o: o for o in OBJECTS} | {plural(o): o for o in OBJECTS}
+    objects = [1 + OBJECTS.index(singular[w]) if w in singular else 0 for w in WORDS]
+    colors = [1 + COLORS.index(w) if w in COLORS else 0 for w in WORDS]
+    return torch.tensor(objects), torch.tensor(colors)
+
+
 def encode_prompt(prompt: str, length: int = MAX_WORDS) -> list[int]:
     """Ids of a canonical shapes prompt, padded to `length`; the prompt is validated by the grammar first."""
     words = parse_prompt(prompt)["prompt"].split()
