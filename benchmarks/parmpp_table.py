@@ -7,7 +7,9 @@ Rows: the base generator alone (the shipped one, before self-correction tuning),
 generator alone, + ORM (best-of-N), + PARM, + PARM++ without reflection (the reflector only judges; a rejected
 image is redrawn from scratch), + PARM++ with reflection (critique-driven correction), at N candidates per image
 and `--images-per-prompt` images per prompt, scored with GenEval's rules (overall = mean of the tag accuracies).
-The curve gives overall after rounds 0..max_rounds (round 0 = PARM's image; a loop that stopped keeps its image).
+The curve gives overall after rounds 0..max_rounds (round 0 = PARM's image; a loop that stopped keeps its image;
+with `--select best`, the round judged most aligned so far). `--judge parm` lets PARM's outcome question say
+aligned or not, the reflector still writing the critique.
 Slots (prompt i, image k) use the candidates candidate_seeds(image_seed(seed, i, k), N) of `imgcot eval`.
 Records are appended per chunk of prompts to OUT/records.jsonl, so a killed run resumes where it stopped;
 `--prompts dev` uses a prompt set of our own (seed 7), never the benchmark.
@@ -32,7 +34,15 @@ from imgcot.pipeline import image_seed
 from imgcot.reflection.correct import LOCALIZE
 from imgcot.reflection.model import load_reflector
 from imgcot.search import candidate_seeds, run_strategy
-from imgcot.search.reflect import MAX_ROUNDS, SELECT, as_corrector, reflect_and_correct
+from imgcot.search.reflect import (
+    JUDGES,
+    MAX_ROUNDS,
+    SELECT,
+    JudgedReflector,
+    as_corrector,
+    best_round,
+    reflect_and_correct,
+)
 from imgcot.trace_html import write_trace
 from imgcot.verifiers.registry import load_verifier
 from imgcot.worlds.shapes.benchmark import dev_prompts, load_benchmark, subset
@@ -57,10 +67,13 @@ def _per_image(results) -> tuple[list[int], list[int]]:
     return [r.compute.generator_forwards for r in results], [r.compute.verifier_calls for r in results]
 
 
-def _round_images(result, rounds: int) -> list[np.ndarray]:
-    """The image in hand after 0..rounds corrections (a stopped loop keeps its last image)."""
-    images = [t.image for t in result.rounds]
-    return [images[min(r, len(images) - 1)] for r in range(rounds + 1)]
+def _round_images(result, rounds: int, select: str = "last") -> list[np.ndarray]:
+    """The answer had the loop stopped after 0..rounds corrections: the image in hand ("last"; a stopped loop keeps
+    its last image) or the round judged most aligned so far ("best")."""
+    kept = result.rounds
+    if select == "best":
+        return [best_round(kept[: r + 1]).image for r in range(rounds + 1)]
+    return [kept[min(r, len(kept) - 1)].image for r in range(rounds + 1)]
 
 
 def run_chunk(args, models, verifiers, metas, slots) -> tuple[list[dict], list]:
@@ -86,9 +99,10 @@ def run_chunk(args, models, verifiers, metas, slots) -> tuple[list[dict], list]:
         corrector = as_corrector(tuned, args.localize if reflection else "none")
         res = reflect_and_correct(corrector, copy.deepcopy(parm), seeds, reflector, args.max_rounds, reflection,
                                   args.select)  # fmt: skip
-        per_round = [_correct(detector, slot_metas, [_round_images(r, args.max_rounds)[k] for r in res])
+        per_round = [_correct(detector, slot_metas, [_round_images(r, args.max_rounds, args.select)[k] for r in res])
                      for k in range(args.max_rounds + 1)]  # fmt: skip
-        rows[name] = {"correct": per_round[-1], "cost": _per_image(res), "rounds": per_round,
+        final = _correct(detector, slot_metas, [r.image for r in res])  # the answer: last or best round
+        rows[name] = {"correct": final, "cost": _per_image(res), "rounds": per_round,
                       "corrections": [len(r.rounds) - 1 for r in res]}  # fmt: skip
         traced = res if reflection else traced
     records = []
@@ -143,6 +157,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--localize", choices=LOCALIZE, default="objects", help="What a correction redraws.")
     parser.add_argument("--select", choices=SELECT, default="last", help="The answer: last image or best round.")
     parser.add_argument("--threshold", type=float, default=None, help="Reflector's P(aligned) cut (default 0.5).")
+    parser.add_argument("--judge", choices=JUDGES, default="reflector",
+                        help="Who says aligned or not: the reflector, or PARM's outcome question.")  # fmt: skip
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--chunk", type=int, default=8, help="Prompts per chunk (one record line each).")
     parser.add_argument("--per-tag", type=int, default=None, help="Only the first prompts of each tag (a quick look).")
@@ -156,7 +172,9 @@ def main(argv: list[str] | None = None) -> int:
     reflector = load_reflector(args.reflector)
     if args.threshold is not None:
         reflector.config = replace(reflector.config, threshold=args.threshold)
-    verifiers = (load_verifier("orm", args.orm), load_verifier("parm", args.parm), reflector)
+    parm_verifier = load_verifier("parm", args.parm)
+    judged = JudgedReflector(reflector, parm_verifier) if args.judge == "parm" else reflector
+    verifiers = (load_verifier("orm", args.orm), parm_verifier, judged)
     args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / "records.jsonl"
     done = (

@@ -162,8 +162,9 @@ def live_rows(args, generator, metas, records, verifiers: dict) -> dict[str, dic
     slots = records[: count * args.images_per_prompt : args.images_per_prompt]  # image 0 of each prompt
     for name in args.live:
         role = "parm" if name.startswith("parm") else name
-        folder = args.out / "live" / name
-        compute = eval_generate(generator, subset, folder, 1, args.seed, 64, role, args.n, verifiers.get(name))
+        folder = args.out / "live" / (name if args.live_batch_size == 64 else f"{name}-b{args.live_batch_size}")
+        batch = args.live_batch_size
+        compute = eval_generate(generator, subset, folder, 1, args.seed, batch, role, args.n, verifiers.get(name))
         _, summary = score_folder(folder, ShapesDetector())
         table[name] = {"overall": summary["overall"], **compute}
         print(f"  live {name}: {summary['overall']:.3f}", file=sys.stderr, flush=True)
@@ -200,6 +201,7 @@ def main() -> None:
                         "on the cached final images")  # fmt: skip
     parser.add_argument("--live", nargs="*", default=[], help="strategies to also run live: prm, orm, parm, ...")
     parser.add_argument("--live-prompts", type=int, default=0, help="live runs on the first K prompts (0: all)")
+    parser.add_argument("--live-batch-size", type=int, default=64, help="live runs: rows per forward pass")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
     torch.set_grad_enabled(False)

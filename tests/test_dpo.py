@@ -25,6 +25,7 @@ from imgcot.dpo.iterate import iterate_dpo
 from imgcot.dpo.logprob import bind, dpo_logps, draw_masks
 from imgcot.dpo.losses import (
     LOSSES,
+    blind_spot_weights,
     dpo_objective,
     gap_weights,
     get_loss,
@@ -119,6 +120,8 @@ def test_objective_metrics_and_registry() -> None:
         get_loss("kto")
     weights = gap_weights(torch.tensor([1.0, 0.2, 0.9]), torch.tensor([0.2, 0.4, 0.5]), 0.4)
     assert torch.allclose(weights, torch.tensor([2.0, 0.0, 1.0]))  # gap / mean gap; a reversed pair counts 0
+    blind = blind_spot_weights(torch.tensor([0.6, 0.0, 0.3]))
+    assert torch.allclose(blind, torch.tensor([2.0, 0.0, 1.0]))  # the rejected image's score / its mean
 
 
 def test_lr_schedule_and_batches_are_pure() -> None:
@@ -196,6 +199,11 @@ def test_choose_pairs_plain_and_guided() -> None:
     assert choose_pairs(labels, 0.5, guide) == [(0, 2, 3), (2, 2, 1)]  # guide's best yes, guide's worst no
     assert choose_pairs(labels, 0.5, None, 2) == [(0, 0, 1), (0, 2, 3), (2, 2, 0)]  # disjoint pairs
     assert choose_pairs(labels, 0.5, guide, 3) == [(0, 2, 3), (0, 0, 1), (2, 2, 1)]
+    # blind spots: the guide's best yes against the no it scores highest
+    assert choose_pairs(labels, 0.5, guide, 1, "blind-spots") == [(0, 2, 1), (2, 2, 3)]
+    assert choose_pairs(labels, 0.5, None, 1, "blind-spots") == choose_pairs(labels, 0.5)  # no guide: plain
+    with pytest.raises(ValueError, match="known: clearest, blind-spots"):
+        PairConfig(guide_rank="hardest")
 
 
 def test_training_prompts_are_drawn_not_read_from_the_benchmark() -> None:
@@ -283,13 +291,13 @@ def test_guided_dpo_changes_the_update_and_has_a_gradient(tiny, tmp_path) -> Non
     gaps = (torch.tensor([0.9, 0.95, 0.6, 0.99], dtype=torch.float64), torch.tensor([0.0, 0.8, 0.5, 0.1]).double())
     pairs = random_pairs(generator, n=4, scores=gaps)
     plain = DPOConfig(lr=1e-3, steps=1, batch_size=4)
-    guided = replace(plain, weighting="gap", margin=0.5)
+    guided, blind = replace(plain, weighting="gap", margin=0.5), replace(plain, weighting="blind")
     a = weights_of(train_dpo(generator, pairs, tmp_path / "plain", plain).model)
     b = weights_of(train_dpo(generator, pairs, tmp_path / "guided", guided).model)
     assert any(not torch.equal(a[k], b[k]) for k in a)
     # the guidance enters the loss the policy is differentiated through: gradients exist and differ
     grads = {}
-    for name, cfg in (("plain", plain), ("guided", guided)):
+    for name, cfg in (("plain", plain), ("guided", guided), ("blind", blind)):
         policy = bind(generator, copy.deepcopy(generator.model))
         gen = torch.Generator().manual_seed(0)
         logps = dpo_logps(policy, generator, pairs.prompts, pairs.chosen_tokens, pairs.rejected_tokens, gen)
@@ -297,8 +305,9 @@ def test_guided_dpo_changes_the_update_and_has_a_gradient(tiny, tmp_path) -> Non
         loss, _ = dpo_objective("sigmoid", logps, 0.1, weights, margins)
         loss.backward()
         grads[name] = torch.cat([p.grad.flatten() for p in policy.model.parameters()])
-    assert grads["guided"].abs().sum() > 0
+    assert grads["guided"].abs().sum() > 0 and grads["blind"].abs().sum() > 0
     assert not torch.allclose(grads["guided"], grads["plain"])
+    assert not torch.allclose(grads["blind"], grads["plain"]) and not torch.allclose(grads["blind"], grads["guided"])
 
 
 def test_iterative_rounds_resume_and_end_in_a_generator_folder(tiny, tmp_path) -> None:
@@ -324,6 +333,15 @@ def test_iterative_rounds_resume_and_end_in_a_generator_folder(tiny, tmp_path) -
     assert rounds_seen == []  # rerun: both rounds already done
     with pytest.raises(ValueError, match="other settings"):
         iterate_dpo(*args)  # unguided into a guided run's folder
+    # a run written before PairConfig.guide_rank existed still resumes: the missing setting takes its default
+    state = json.loads((tmp_path / "it" / "iterate.json").read_text())
+    del state["settings"]["config"]["pairs"]["guide_rank"]
+    (tmp_path / "it" / "iterate.json").write_text(json.dumps(state))
+    iterate_dpo(*args, guide=ScriptedVerifier(0.05), on_round=lambda r, rec: rounds_seen.append(r))
+    assert rounds_seen == []
+    blind = replace(config, pairs=replace(config.pairs, guide_rank="blind-spots"))
+    with pytest.raises(ValueError, match="other settings"):
+        iterate_dpo(str(folder), PROMPTS, tmp_path / "it", blind, ScriptedVerifier(), guide=ScriptedVerifier(0.05))
 
 
 # --- commands ------------------------------------------------------------------------------------------------------
@@ -369,11 +387,12 @@ def _bad_inputs(tmp: Path) -> dict[str, tuple[list[str], str]]:
         "loss": (["dpo", "train", "--pairs", str(junk), "--out", out, "--loss", "kto"], "unknown DPO loss"),
         "reference": (["dpo", "iterate", "--reference", "mid", "--out", out], "unknown reference"),
         "rounds": (["dpo", "iterate", "--rounds", "0", "--out", out], "--rounds must be >= 1"),
+        "rank": (["dpo", "iterate", "--guided", "--guide-rank", "worst", "--out", out], "unknown --guide-rank"),
     }
 
 
 @pytest.mark.parametrize(
-    "name", ["labeler", "k", "benchmark", "prompts", "model", "pairs", "junk", "loss", "reference", "rounds"]
+    "name", ["labeler", "k", "benchmark", "prompts", "model", "pairs", "junk", "loss", "reference", "rounds", "rank"]
 )
 def test_cli_bad_input_is_one_error_line(tmp_path, name) -> None:
     args, fragment = _bad_inputs(tmp_path)[name]

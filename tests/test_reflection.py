@@ -516,6 +516,35 @@ def test_best_selection_keeps_the_round_the_reflector_prefers():
         reflect_and_correct(CorrectingMock(), parm, LOOP_SEEDS[:1], reflector, 3, select="first")
 
 
+class CountingJudge:
+    """An outcome verifier: P(aligned) 0.9 once the image was corrected twice, else 0.2."""
+
+    def __init__(self):
+        self.calls = 0
+
+    def score(self, prompts, images):
+        self.calls += len(prompts)
+        return torch.tensor([0.9 if int(im[2, 0, 0]) >= 2 else 0.2 for im in images])
+
+
+def test_parm_can_answer_aligned_while_the_reflector_writes_the_critique():
+    from imgcot.search.reflect import JudgedReflector, reflect_and_correct
+
+    parm = run_strategy("parm", MockGenerator(), LOOP_PROMPTS[:1], LOOP_SEEDS[:1], parm_verifiers()[2])
+    reflector, judge, calls = ScriptedReflector({LOOP_PROMPTS[0]: 0}), CountingJudge(), parm[0].compute.verifier_calls
+    told = CorrectingMock()
+    (res,) = reflect_and_correct(told, parm, LOOP_SEEDS[:1], JudgedReflector(reflector, judge), 3)
+    # the reflector alone would stop at once (it calls every image aligned); the judge asks for two corrections
+    assert [t.aligned for t in res.rounds] == pytest.approx([0.2, 0.2, 0.9]) and int(res.image[2, 0, 0]) == 2
+    assert all(t.clauses == () for t in told.told)  # the critique is the reflector's (here: nothing failed)
+    assert reflector.calls == judge.calls == 3 and res.compute.verifier_calls == calls + 2 * 3
+    bundle = ParmPlusPlusVerifier(judge, reflector, 3, judge_with="parm")
+    assert [a.aligned for a in bundle.reflect(LOOP_PROMPTS[:1], res.rounds[0].image[None])] == pytest.approx([0.2])
+    assert bundle.calls_per_reflection == 2
+    with pytest.raises(ValueError, match="unknown reflection judge"):
+        ParmPlusPlusVerifier(judge, reflector, 3, judge_with="evaluator")
+
+
 def test_the_loop_does_not_depend_on_batching():
     together, *_ = _loop("parm++")
     alone, *_ = _loop("parm++", prompts_per_batch=1)
@@ -583,6 +612,17 @@ def test_reflect_commands_and_parm_plus_plus_end_to_end(tmp_path):
     bad = runner.invoke(app, ["generate", "a photo of a red star", "--model", str(gen_folder), "--strategy", "parm++",
                               "--verifier", spec, "--max-rounds", "-1"])  # fmt: skip
     assert bad.exit_code == 1 and "error: --max-rounds must be >= 0" in bad.output
+    judged = tmp_path / "j"
+    result = runner.invoke(app, ["generate", "a photo of a red star", "--model", str(gen_folder), "--strategy",
+                                 "parm++", "--verifier", spec, "--n", "2", "--reflect-judge", "parm", "--select",
+                                 "best", "--trace", "--out", str(judged)])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    rounds = json.loads((judged / "trace.json").read_text())["prompts"][0]["rounds"]
+    assert sum(r["chosen"] for r in rounds) == 1 and all(r["aligned"] is not None for r in rounds)  # best: all judged
+    for flag, value in (("--reflect-judge", "evaluator"), ("--select", "first")):
+        bad = runner.invoke(app, ["generate", "a photo of a red star", "--model", str(gen_folder), "--strategy",
+                                  "parm++", "--verifier", spec, flag, value])  # fmt: skip
+        assert bad.exit_code == 1 and f"error: unknown {flag} {value!r}" in bad.output
     missing = runner.invoke(app, ["generate", "a photo of a red star", "--model", str(gen_folder), "--strategy",
                                   "parm++", "--verifier", f"{tmp_path / 'parm'},{tmp_path / 'nope'}"])  # fmt: skip
     assert missing.exit_code == 1 and "error: no reflector" in missing.output

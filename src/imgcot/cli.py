@@ -218,14 +218,24 @@ _VERIFIER_OPT = typer.Option(
     None, "--verifier", help="Verifier name or folder (default: the shipped one); parm++: PARM[,REFLECTOR]."
 )
 _ROUNDS_OPT = typer.Option(3, "--max-rounds", help="parm++: reflection and correction rounds at most.")
+_REFLECT_JUDGE_OPT = typer.Option(
+    "reflector", "--reflect-judge", help="parm++: who says aligned or not: reflector, or parm (its outcome question)."
+)
+_SELECT_OPT = typer.Option("last", "--select", help="parm++: the answer: last (paper) or best (judge's) round.")
 
 
-def _with_rounds(verifier, max_rounds: int):
-    """parm++'s round limit on the verifier bundle it is handed (search/reflect.py)."""
+def _with_rounds(verifier, max_rounds: int, reflect_judge: str = "reflector", select: str = "last"):
+    """parm++'s settings on the verifier bundle it is handed (search/reflect.py): round limit, judge, answer."""
+    from .search.reflect import JUDGES, SELECT
+
     if max_rounds < 0:
         raise InputError(f"--max-rounds must be >= 0, got {max_rounds}")
+    if reflect_judge not in JUDGES:
+        raise InputError(f"unknown --reflect-judge {reflect_judge!r}; known: {', '.join(JUDGES)}")
+    if select not in SELECT:
+        raise InputError(f"unknown --select {select!r}; known: {', '.join(SELECT)}")
     if hasattr(verifier, "max_rounds"):
-        verifier.max_rounds = max_rounds
+        verifier.max_rounds, verifier.judge_with, verifier.select = max_rounds, reflect_judge, select
     return verifier
 
 
@@ -296,6 +306,8 @@ def generate_cmd(
     strategy: str = _STRATEGY_OPT,
     verifier: str | None = _VERIFIER_OPT,
     max_rounds: int = _ROUNDS_OPT,
+    reflect_judge: str = _REFLECT_JUDGE_OPT,
+    select: str = _SELECT_OPT,
     trace: bool = typer.Option(False, "--trace", help="Write trace.json and an HTML view of every step."),
     device: str = _DEVICE_OPT,
     dtype: str = _DTYPE_OPT,
@@ -315,7 +327,7 @@ def generate_cmd(
         seeds = candidate_seeds(image_seed(seed, 0, 0), n)
         judge = _judge(judge_device, judge_dtype)
         judge_with = _strategy_verifier(strategy, verifier, [meta], judge=judge, generator=generator)
-        judge_with = _with_rounds(judge_with, max_rounds)
+        judge_with = _with_rounds(judge_with, max_rounds, reflect_judge, select)
         record = save_steps or trace
         if strategy == "baseline":  # every candidate is an output image, batch_size rows at a time
             groups = [seeds[i : i + batch_size] for i in range(0, n, batch_size)]
@@ -356,6 +368,8 @@ def eval_cmd(
     n: int = typer.Option(1, "--n", help="Candidates per image for a search strategy."),
     verifier: str | None = _VERIFIER_OPT,
     max_rounds: int = _ROUNDS_OPT,
+    reflect_judge: str = _REFLECT_JUDGE_OPT,
+    select: str = _SELECT_OPT,
     detector: str = typer.Option("shapes", "--detector", help=_DETECTOR_HELP + " Scores the run; the oracle uses it."),
     clip: str | None = typer.Option(None, "--clip", help=_CLIP_HELP),
     device: str = _DEVICE_OPT,
@@ -384,7 +398,7 @@ def eval_cmd(
         generator = _load_model(model, place)
         judge = _judge(judge_device, judge_dtype)
         judge_with = _strategy_verifier(strategy, verifier, entries, scorer, judge, generator)
-        judge_with = _with_rounds(judge_with, max_rounds)
+        judge_with = _with_rounds(judge_with, max_rounds, reflect_judge, select)
         with Progress(console=_stderr, transient=True) as bar:
             task = bar.add_task(f"{strategy} N={n}", total=len(entries))
             compute = eval_generate(
@@ -406,6 +420,8 @@ def eval_cmd(
             "wall_seconds": round(compute["wall_seconds"], 3),
         }
         summary.update({"model": model, "strategy": strategy, "n": n, "seed": seed})
+        if strategy.startswith("parm++"):
+            summary.update({"max_rounds": max_rounds, "reflect_judge": reflect_judge, "select": select})
         write_text_atomic(out / SUMMARY_FILE, json.dumps(summary, indent=2) + "\n")
     typer.echo(format_summary(summary))
     typer.echo(

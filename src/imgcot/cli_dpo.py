@@ -17,7 +17,7 @@ from pathlib import Path
 import typer
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from .dpo.config import TRAIN_PROMPT_SEED, DPOConfig, PairConfig
+from .dpo.config import GUIDE_RANKS, TRAIN_PROMPT_SEED, DPOConfig, PairConfig
 
 dpo_app = typer.Typer(
     help="Preference alignment: pairs, DPO, iterative and verifier-guided DPO.", no_args_is_help=True
@@ -42,6 +42,12 @@ _VERIFIER_OPT = typer.Option(
 )
 _GUIDE_VERIFIER_OPT = typer.Option(
     None, "--guide-verifier", help="The guide's verifier: a folder (default shipped), or hf-vlm:<id> / hf-clip:<id>."
+)
+_GUIDE_RANK_OPT = typer.Option(
+    _D_PAIRS.guide_rank,
+    "--guide-rank",
+    help="With a guide: clearest (its best yes vs its worst no) or blind-spots (its best yes vs the no it scores"
+    " highest; iterate then weighs pairs by that score instead of the score gap).",
 )
 _THRESHOLD_OPT = typer.Option(
     _D_PAIRS.threshold,
@@ -168,7 +174,9 @@ def _train_progress(bar: Progress, label: str = "dpo"):
     return update
 
 
-def _pair_config(n_prompts, k, sample_seed, batch, exclude, prompt_seed, per_prompt, threshold) -> PairConfig:
+def _pair_config(
+    n_prompts, k, sample_seed, batch, exclude, prompt_seed, per_prompt, threshold, guide_rank="clearest"
+) -> PairConfig:
     from .cli import InputError, _positive
 
     _positive("--n-prompts", n_prompts)
@@ -178,9 +186,11 @@ def _pair_config(n_prompts, k, sample_seed, batch, exclude, prompt_seed, per_pro
         raise InputError(f"--images-per-prompt must be >= 2 to form pairs, got {k}")
     if not 0.0 < threshold <= 1.0:
         raise InputError(f"--threshold must be in (0, 1] (scores are in [0, 1]), got {threshold}")
+    if guide_rank not in GUIDE_RANKS:
+        raise InputError(f"unknown --guide-rank {guide_rank!r}; known: {', '.join(GUIDE_RANKS)}")
     return PairConfig(n_prompts=n_prompts, images_per_prompt=k, prompt_seed=prompt_seed, sample_seed=sample_seed,
                       batch_size=batch, threshold=threshold, pairs_per_prompt=per_prompt,
-                      exclude_benchmark=exclude)  # fmt: skip
+                      exclude_benchmark=exclude, guide_rank=guide_rank)  # fmt: skip
 
 
 @dpo_app.command("build-pairs")
@@ -193,6 +203,7 @@ def build_pairs_cmd(
     verifier: str | None = _VERIFIER_OPT,
     guide: str | None = typer.Option(None, "--guide", help="Re-rank each prompt's samples with this verifier role."),
     guide_verifier: str | None = _GUIDE_VERIFIER_OPT,
+    guide_rank: str = _GUIDE_RANK_OPT,
     prompt_seed: int = _PROMPT_SEED_OPT,
     sample_seed: int = _SAMPLE_SEED_OPT,
     sample_batch_size: int = _SAMPLE_BATCH_OPT,
@@ -212,7 +223,7 @@ def build_pairs_cmd(
 
     with _errors():
         config = _pair_config(n_prompts, images_per_prompt, sample_seed, sample_batch_size, exclude_benchmark,
-                              prompt_seed, pairs_per_prompt, threshold)  # fmt: skip
+                              prompt_seed, pairs_per_prompt, threshold, guide_rank)  # fmt: skip
         place, loader = _placement(device, dtype), _judge(judge_device, judge_dtype)
         metas = _metas(prompts, n_prompts, prompt_seed, exclude_benchmark, is_hf_model(model))
         judge = _verifier(labeler, verifier, metas, "--labeler", model, loader)
@@ -255,7 +266,9 @@ def train_cmd(
     batch_size: int = _BATCH_OPT,
     warmup: int = _WARMUP_OPT,
     mask_draws: int = _DRAWS_OPT,
-    weighting: str = typer.Option(_D_DPO.weighting, "--weighting", help="none, or gap (verifier score gap)."),
+    weighting: str = typer.Option(
+        _D_DPO.weighting, "--weighting", help="none, gap (verifier score gap) or blind (its score of the rejected)."
+    ),
     margin: float = _MARGIN_OPT,
     nll_weight: float = _NLL_OPT,
     checkpoint_every: int = _CKPT_OPT,
@@ -291,6 +304,7 @@ def iterate_cmd(
     guided: bool = typer.Option(False, "--guided", help="Verifier-guided: re-rank and weight pairs by --guide."),
     guide: str = typer.Option("parm", "--guide", help="Guiding verifier role for --guided."),
     guide_verifier: str | None = _GUIDE_VERIFIER_OPT,
+    guide_rank: str = _GUIDE_RANK_OPT,
     reference: str = typer.Option("round", "--reference", help="round (each round's start model) or base."),
     out: Path = typer.Option(..., "--out", help="Run folder (round1/..); becomes the final generator folder."),
     prompts: str = _PROMPTS_OPT,
@@ -329,9 +343,10 @@ def iterate_cmd(
     with _errors():
         _positive("--rounds", rounds)
         pair_cfg = _pair_config(n_prompts, images_per_prompt, sample_seed, sample_batch_size, exclude_benchmark,
-                                prompt_seed, pairs_per_prompt, threshold)  # fmt: skip
+                                prompt_seed, pairs_per_prompt, threshold, guide_rank)  # fmt: skip
+        weighting = ("gap" if guide_rank == "clearest" else "blind") if guided else "none"
         dpo_cfg = _dpo_config(loss, beta, lr, steps, epochs, batch_size, warmup, mask_draws,
-                              "gap" if guided else "none", margin, checkpoint_every, seed, nll_weight)  # fmt: skip
+                              weighting, margin, checkpoint_every, seed, nll_weight)  # fmt: skip
         config = IterateConfig(rounds, reference, pair_cfg, dpo_cfg)
         place, loader = _placement(device, dtype), _judge(judge_device, judge_dtype)
         metas = _metas(prompts, n_prompts, prompt_seed, exclude_benchmark, is_hf_model(model))

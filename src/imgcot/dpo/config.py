@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 TRAIN_PROMPT_SEED = 3000  # our training prompts: neither the benchmark's seed (43) nor the dev set's (7)
 DEV_SEED = 7
 LOSS_NAMES = ("sigmoid", "ipo", "hinge")  # losses.LOSSES holds the functions, in this order
-WEIGHTINGS = ("none", "gap")
+WEIGHTINGS = ("none", "gap", "blind")
+GUIDE_RANKS = ("clearest", "blind-spots")
 REFERENCES = ("round", "base")
 
 
@@ -25,6 +26,9 @@ class PairConfig:
     threshold: float = 0.5  # a labeller score >= threshold is a "yes"
     pairs_per_prompt: int = 1  # disjoint (yes, no) pairs per prompt; 1 is the paper's recipe
     exclude_benchmark: bool = False  # drop prompts whose text occurs in the shipped benchmark
+    # with a guide: "clearest" pairs its best-scored yes with its worst-scored no; "blind-spots" pairs its best yes
+    # with the no it scores highest, the failures that test-time verification by the same verifier would let through
+    guide_rank: str = "clearest"
 
     def __post_init__(self) -> None:
         for name in ("n_prompts", "batch_size", "pairs_per_prompt"):
@@ -32,6 +36,8 @@ class PairConfig:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.images_per_prompt < 2:
             raise ValueError(f"images per prompt must be >= 2 to form pairs, got {self.images_per_prompt}")
+        if self.guide_rank not in GUIDE_RANKS:
+            raise ValueError(f"unknown guide rank {self.guide_rank!r}; known: {', '.join(GUIDE_RANKS)}")
 
 
 @dataclass(frozen=True)
@@ -46,7 +52,8 @@ class DPOConfig:
     weight_decay: float = 0.0
     clip: float = 1.0
     mask_draws: int = 1  # masked-token generator: shared-mask estimates averaged per log-probability
-    weighting: str = "none"  # "gap": per-pair weight from the verifier's score gap (verifier-guided DPO)
+    # verifier-guided DPO: "gap" weighs a pair by the verifier's score gap, "blind" by its score of the rejected image
+    weighting: str = "none"
     margin: float = 0.0  # per-pair margin = margin * score gap, in reward units (verifier-guided DPO)
     nll_weight: float = 0.0  # RPO: + nll_weight * NLL of the chosen image per token (0: plain DPO)
     checkpoint_every: int = 50

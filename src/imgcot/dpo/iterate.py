@@ -41,6 +41,18 @@ def round_configs(config: IterateConfig, r: int) -> tuple[PairConfig, DPOConfig]
     return pairs, replace(config.dpo, seed=config.dpo.seed + r)
 
 
+def with_defaults(saved: dict, defaults: dict) -> dict:
+    """`saved` with the keys it lacks filled from `defaults` (nested): a run written before a setting existed
+    resumes when the new setting keeps its default."""
+    filled = dict(saved)
+    for key, value in defaults.items():
+        if key not in filled:
+            filled[key] = value
+        elif isinstance(value, dict) and isinstance(filled[key], dict):
+            filled[key] = with_defaults(filled[key], value)
+    return filled
+
+
 def iterate_dpo(
     base: str | Path,
     prompts: list[str],
@@ -63,7 +75,7 @@ def iterate_dpo(
     rounds: list[dict] = []
     if state_path.is_file():
         saved = json.loads(state_path.read_text())
-        if saved["settings"] != settings:
+        if with_defaults(saved["settings"], {"config": asdict(IterateConfig())}) != settings:
             raise ValueError(f"{out} holds an iterative DPO run with other settings; choose another --out")
         rounds = saved["rounds"]
     done = len(rounds)  # rounds finished earlier: resume from the last one's model

@@ -59,6 +59,15 @@ def gap_weights(chosen_score: torch.Tensor, rejected_score: torch.Tensor, mean_g
     return gap / max(mean_gap, 1e-6)
 
 
+def blind_spot_weights(rejected_score: torch.Tensor) -> torch.Tensor:
+    """Verifier-guided pair weights that follow the verifier's blind spots: the score it gives the rejected image,
+    normalised to mean 1. A failure the verifier would accept at test time counts most; one it already rejects
+    counts little, since best-of-N with that verifier removes it anyway (shared/method.md section 4, integration).
+    """
+    score = rejected_score.clamp(min=0.0)
+    return score / max(float(score.mean()), 1e-6)
+
+
 def dpo_objective(
     name: str,
     logps: dict[str, torch.Tensor],

@@ -156,13 +156,18 @@ def score_images(
 
 
 def choose_pairs(
-    labels: torch.Tensor, threshold: float, guide: torch.Tensor | None = None, per_prompt: int = 1
+    labels: torch.Tensor,
+    threshold: float,
+    guide: torch.Tensor | None = None,
+    per_prompt: int = 1,
+    rank: str = "clearest",
 ) -> list[tuple[int, int, int]]:
     """(prompt, chosen sample, rejected sample) for every prompt that has both a "yes" and a "no" among its K samples.
 
     labels, guide: (P, K) scores. Plain: the accepted and the rejected samples in sample order (samples are in
     random order, as in the paper's "pair one yes with one no"). Guided: the accepted ones by the guide's score,
-    highest first, and the rejected ones lowest first. The i-th accepted pairs with the i-th rejected, up to
+    highest first, and the rejected ones lowest first (`rank="clearest"`) or highest first (`"blind-spots"`: the
+    failures the guide mistakes for successes). The i-th accepted pairs with the i-th rejected, up to
     `per_prompt` disjoint pairs per prompt (1: the paper's one pair per prompt).
     """
     pairs = []
@@ -171,7 +176,7 @@ def choose_pairs(
         rejected = (labels[p] < threshold).nonzero()[:, 0]
         if guide is not None:
             accepted = accepted[guide[p, accepted].argsort(descending=True, stable=True)]
-            rejected = rejected[guide[p, rejected].argsort(stable=True)]
+            rejected = rejected[guide[p, rejected].argsort(descending=rank == "blind-spots", stable=True)]
         count = min(per_prompt, len(accepted), len(rejected))
         pairs.extend((p, int(accepted[i]), int(rejected[i])) for i in range(count))
     return pairs
@@ -196,7 +201,7 @@ def build_pairs(
     guides = None if guide is None else score_images(guide, rows, images, stage="guiding", progress=progress)
     guides = None if guides is None else guides.view(len(prompts), k)
     labelled = time.perf_counter()
-    chosen = choose_pairs(labels, config.threshold, guides, config.pairs_per_prompt)
+    chosen = choose_pairs(labels, config.threshold, guides, config.pairs_per_prompt, config.guide_rank)
     index_w = torch.tensor([p * k + w for p, w, _ in chosen], dtype=torch.long)
     index_l = torch.tensor([p * k + l_ for p, _, l_ in chosen], dtype=torch.long)
     nan = torch.full((len(chosen),), math.nan, dtype=torch.float64)

@@ -27,7 +27,7 @@ from ..generators.base import TokenGenerator
 from ..sampling import row_seed
 from .config import DPOConfig
 from .logprob import bind, dpo_logps, exact_reference_logps
-from .losses import dpo_objective, gap_weights
+from .losses import blind_spot_weights, dpo_objective, gap_weights
 from .pairs import Pairs
 
 METRICS_FILE = "metrics.jsonl"
@@ -92,7 +92,11 @@ def pair_guidance(pairs: Pairs, config: DPOConfig) -> tuple[torch.Tensor | None,
     """Per-pair weights (None: plain DPO) and margins from the verifier's score gap (verifier-guided DPO)."""
     chosen, rejected = pairs.ranking_scores()
     gap = (chosen - rejected).float().clamp(min=0.0)
-    weights = gap_weights(chosen.float(), rejected.float(), float(gap.mean())) if config.weighting == "gap" else None
+    weights = None
+    if config.weighting == "gap":
+        weights = gap_weights(chosen.float(), rejected.float(), float(gap.mean()))
+    elif config.weighting == "blind":
+        weights = blind_spot_weights(rejected.float())
     return weights, config.margin * gap
 
 

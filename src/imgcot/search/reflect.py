@@ -9,6 +9,10 @@ redrawn in place, the rest of the image kept; a missing object, a wrong count or
 from the critique (on the shapes generators' own failures that fixed more than redrawing in place: 0.28-0.30 vs
 0.22 of failures with the evaluator's critique, reflection/correct.py).
 
+Who says "aligned or not" is the bundle's `judge_with`: the reflection model (default), or PARM's outcome question
+("parm": the verifier that picked the image; the reflector still writes the critique). With `select="best"` the
+answer is the round that judge finds most aligned, so a correction that breaks what was right is not kept.
+
 "Without reflection" (the Table 5 ablation) keeps the loop and the judge but drops the reflection's content: the
 reflector only says aligned or not, and a rejected image is redrawn from scratch by the same self-correcting
 generator with no critique and no region (a new seed per round): sequential resampling with an early stop.
@@ -20,18 +24,35 @@ Round r's seed derives from the chosen candidate's seed and r, so results do not
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
 
-from ..core import Reflection, Reflector, SelfCorrector, StepScore, StepwiseGenerator
+from ..core import OutcomeVerifier, Reflection, Reflector, SelfCorrector, StepScore, StepwiseGenerator
 from ..sampling import row_seed
 from .parm import ParmVerifier, parm
 from .result import RoundTrace, SearchResult
 
 MAX_ROUNDS = 3
 SELECT = ("last", "best")
+JUDGES = ("reflector", "parm")  # who answers "aligned or not": the reflection model, or PARM's outcome question
+
+
+@dataclass
+class JudgedReflector:
+    """A reflector whose aligned-or-not answer comes from an outcome verifier (PARM's outcome question, the same one
+    that picked the image); the failed clauses and the critique stay the reflector's. Two verifier calls an image."""
+
+    reflector: Reflector
+    judge: OutcomeVerifier
+    threshold: float = 0.5
+    calls_per_reflection: int = 2
+
+    def reflect(self, prompts: list[str], images: torch.Tensor) -> list[Reflection]:
+        answers = self.reflector.reflect(prompts, images)
+        scores = self.judge.score(prompts, images).float().cpu().tolist()
+        return [replace(a, aligned=float(s), threshold=self.threshold) for a, s in zip(answers, scores, strict=True)]
 
 
 @dataclass
@@ -42,7 +63,16 @@ class ParmPlusPlusVerifier:
     reflector: Reflector
     max_rounds: int = MAX_ROUNDS
     localize: str = "objects"  # what a correction redraws (reflection/correct.py LOCALIZE)
-    select: str = "last"  # the answer: the last image (paper) or the round the reflector finds most aligned
+    select: str = "last"  # the answer: the last image (paper) or the round the judge finds most aligned
+    judge_with: str = "reflector"  # JUDGES: who says aligned or not (the critique is always the reflector's)
+
+    def __post_init__(self) -> None:
+        if self.judge_with not in JUDGES:
+            raise ValueError(f"unknown reflection judge {self.judge_with!r}; known: {', '.join(JUDGES)}")
+
+    @property
+    def calls_per_reflection(self) -> int:
+        return 2 if self.judge_with == "parm" else 1
 
     def judge(self, prompts: list[str], previews: torch.Tensor, step: int, num_steps: int) -> StepScore:
         return self.parm.judge(prompts, previews, step, num_steps)
@@ -51,6 +81,8 @@ class ParmPlusPlusVerifier:
         return self.parm.score(prompts, images)
 
     def reflect(self, prompts: list[str], images: torch.Tensor) -> list:
+        if self.judge_with == "parm":
+            return JudgedReflector(self.reflector, self.parm).reflect(prompts, images)
         return self.reflector.reflect(prompts, images)
 
 
@@ -102,7 +134,7 @@ def reflect_and_correct(
         images = torch.as_tensor(np.stack([results[p].image for p in active]))
         answers = reflector.reflect([results[p].prompt for p in active], images)
         for p, answer in zip(active, answers, strict=True):
-            results[p].compute.verifier_calls += 1
+            results[p].compute.verifier_calls += calls_per_reflection(reflector)
             _record(results[p].rounds[-1], answer, reflection)
         todo = [(i, p) for i, (p, a) in enumerate(zip(active, answers, strict=True)) if not a.ok]
         if not todo:
@@ -123,12 +155,16 @@ def reflect_and_correct(
     if select == "best":
         _judge_last(results, reflector, reflection)
     for r in results:
-        pick = _best_round(r.rounds) if select == "best" else r.rounds[-1]
+        pick = best_round(r.rounds) if select == "best" else r.rounds[-1]
         pick.chosen, r.image = True, pick.image
     share = (time.perf_counter() - began) / max(1, len(results))
     for r in results:
         r.compute.wall_seconds += share
     return results
+
+
+def calls_per_reflection(reflector: Reflector) -> int:
+    return int(getattr(reflector, "calls_per_reflection", 1))
 
 
 def _judge_last(results: list[SearchResult], reflector: Reflector, reflection: bool) -> None:
@@ -138,11 +174,12 @@ def _judge_last(results: list[SearchResult], reflector: Reflector, reflection: b
         return
     images = torch.as_tensor(np.stack([results[p].rounds[-1].image for p in open_]))
     for p, answer in zip(open_, reflector.reflect([results[p].prompt for p in open_], images), strict=True):
-        results[p].compute.verifier_calls += 1
+        results[p].compute.verifier_calls += calls_per_reflection(reflector)
         _record(results[p].rounds[-1], answer, reflection)
 
 
-def _best_round(rounds: list[RoundTrace]) -> RoundTrace:
+def best_round(rounds: list[RoundTrace]) -> RoundTrace:
+    """The round judged most aligned (ties: the earliest; an unjudged round counts as -1)."""
     return max(rounds, key=lambda t: (t.aligned if t.aligned is not None else -1.0, -t.index))
 
 
