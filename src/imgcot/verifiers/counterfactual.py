@@ -23,7 +23,7 @@ import torch
 from ..geneval.spec import Metadata
 from ..worlds.shapes.mutate import mutate, other_relations
 from ..worlds.shapes.prompts import parse_prompt
-from .data import PARM_COLUMNS, Evaluator, VerifierData, _Rows, is_template, shapes_evaluator
+from .data import PARM_COLUMNS, Evaluator, RowBuffer, VerifierData, is_template, shapes_evaluator
 
 # Changed prompts per tag: the failure modes the verifiers missed. The easy tags (single and two objects) get none.
 KINDS_BY_TAG: dict[str, tuple[str, ...]] = {
@@ -78,7 +78,7 @@ def build_counterfactual(
     evaluate = evaluate or shapes_evaluator()
     rng = np.random.default_rng(seed)
     parm = "potential_fixed" in data.labels
-    rows, paths, counts = _Rows(), _paths(data), {"prompts": 0, "positive": 0}
+    rows, paths, counts = RowBuffer(), _paths(data), {"prompts": 0, "positive": 0}
     for done, (pid, index) in enumerate(paths.items(), 1):
         final = int(index[-1])
         meta = parse_prompt(data.prompts[int(data.prompt_id[final])])

@@ -149,8 +149,8 @@ class VerifierData:
         return out
 
 
-class _Rows:
-    """Accumulates rows; prompts are interned so each text is stored once."""
+class RowBuffer:
+    """Accumulates verifier training rows; prompts are interned so each text is stored once."""
 
     def __init__(self) -> None:
         self.images: list[np.ndarray] = []
@@ -299,7 +299,7 @@ CORRUPTIONS: dict[str, Callable[[Scene, np.ndarray, np.random.Generator], np.nda
 
 
 def _orm_zs_prompt(
-    rows: _Rows, meta: Metadata, rng: np.random.Generator, evaluate: Evaluator, counts: dict, size: int, per: dict
+    rows: RowBuffer, meta: Metadata, rng: np.random.Generator, evaluate: Evaluator, counts: dict, size: int, per: dict
 ) -> None:
     """One prompt's rows: renders, mutated-prompt and other-prompt negatives, corruptions."""
     scenes = [sample_scene(meta, rng) for _ in range(per["renders"])]
@@ -321,7 +321,7 @@ def _orm_zs_prompt(
 
 
 def _add_checked(
-    rows: _Rows, meta: Metadata, image: np.ndarray, label: float, source: str, evaluate: Evaluator, counts: dict
+    rows: RowBuffer, meta: Metadata, image: np.ndarray, label: float, source: str, evaluate: Evaluator, counts: dict
 ) -> None:
     """Add a constructed pair only when the evaluator agrees with its construction label."""
     if float(evaluate(meta, image)[0]) != label:
@@ -346,7 +346,7 @@ def build_orm_zs(
     """Zero-shot ORM analogue: ground-truth renders, synthetic negatives and corruptions (no generated image)."""
     start, evaluate = time.time(), evaluate or shapes_evaluator()
     per = {"renders": renders, "mutations": mutated, "other": other, "corruptions": corruptions}
-    rows, dropped = _Rows(), {}
+    rows, dropped = RowBuffer(), {}
     for i, meta in enumerate(draw_prompts(n_prompts, seed, tags)):
         _orm_zs_prompt(rows, meta, np.random.default_rng([seed, i]), evaluate, dropped, size, per)
         if progress is not None:
@@ -414,7 +414,9 @@ def settled(readings: list[list], final: list) -> list[float]:
     return out[::-1]
 
 
-def _parm_path(rows: _Rows, meta: Metadata, previews: np.ndarray, final: np.ndarray, evaluate: Evaluator, pid) -> bool:
+def _parm_path(
+    rows: RowBuffer, meta: Metadata, previews: np.ndarray, final: np.ndarray, evaluate: Evaluator, pid
+) -> bool:
     """Rows of one path: every step with clarity/potential labels both ways; the final image with its outcome."""
     total = previews.shape[0]
     correct, _, kept = evaluate(meta, final)
@@ -435,7 +437,7 @@ def _parm_path(rows: _Rows, meta: Metadata, previews: np.ndarray, final: np.ndar
     return bool(correct)
 
 
-def _orm_path(rows: _Rows, meta: Metadata, previews, final: np.ndarray, evaluate: Evaluator, pid) -> bool:
+def _orm_path(rows: RowBuffer, meta: Metadata, previews, final: np.ndarray, evaluate: Evaluator, pid) -> bool:
     correct = evaluate(meta, final)[0]
     total = previews.shape[0]
     rows.add(meta["prompt"], final, total, total, outcome=float(correct), path_id=pid)
@@ -463,7 +465,7 @@ def build_samples(
     """ORM fine-tuned data (role 'orm': final samples) or PARM data (role 'parm': every step and the final)."""
     start, evaluate = time.time(), evaluate or shapes_evaluator()
     add_path = {"orm": _orm_path, "parm": _parm_path}[role]
-    paths, rows, correct = _paths(n_prompts, images_per_prompt, seed, tags), _Rows(), 0
+    paths, rows, correct = _paths(n_prompts, images_per_prompt, seed, tags), RowBuffer(), 0
     for i in range(0, len(paths), batch_size):
         chunk = paths[i : i + batch_size]
         previews, finals = sample_paths(generator, [m["prompt"] for m, _, _ in chunk], [s for _, _, s in chunk])
@@ -492,7 +494,7 @@ def rollout_correct(
 
 
 def _prm_batch(
-    rows: _Rows, generator: StepwiseGenerator, chunk: list, rollouts: int, every: int, evaluate: Evaluator
+    rows: RowBuffer, generator: StepwiseGenerator, chunk: list, rollouts: int, every: int, evaluate: Evaluator
 ) -> int:
     """Sample one batch of paths; label each step by its roll-outs (the last step by the path's own verdict)."""
     metas = [m for m, _, _ in chunk]
@@ -532,7 +534,7 @@ def build_prm(
     (Math-Shepherd's hard estimate; `value_frac` keeps the soft one). `label_every` > 1 labels every k-th step
     only (the last step always), to save roll-out compute: ~rollouts x T / 2 decodes per labelled path."""
     start, evaluate = time.time(), evaluate or shapes_evaluator()
-    paths, rows, correct = _paths(n_prompts, paths_per_prompt, seed, tags), _Rows(), 0
+    paths, rows, correct = _paths(n_prompts, paths_per_prompt, seed, tags), RowBuffer(), 0
     per_batch = max(1, batch_size // rollouts)  # roll-outs of a batch run together: batch_size rows
     for i in range(0, len(paths), per_batch):
         correct += _prm_batch(rows, generator, paths[i : i + per_batch], rollouts, label_every, evaluate)
