@@ -224,7 +224,7 @@ _REFLECT_JUDGE_OPT = typer.Option(
 _SELECT_OPT = typer.Option("last", "--select", help="parm++: the answer: last (paper) or best (judge's) round.")
 
 
-def _with_rounds(verifier, max_rounds: int, reflect_judge: str = "reflector", select: str = "last"):
+def _parmpp_settings(verifier, max_rounds: int, reflect_judge: str = "reflector", select: str = "last"):
     """parm++'s settings on the verifier bundle it is handed (search/reflect.py): round limit, judge, answer."""
     from .search.reflect import JUDGES, SELECT
 
@@ -327,7 +327,7 @@ def generate_cmd(
         seeds = candidate_seeds(image_seed(seed, 0, 0), n)
         judge = _judge(judge_device, judge_dtype)
         judge_with = _strategy_verifier(strategy, verifier, [meta], judge=judge, generator=generator)
-        judge_with = _with_rounds(judge_with, max_rounds, reflect_judge, select)
+        judge_with = _parmpp_settings(judge_with, max_rounds, reflect_judge, select)
         record = save_steps or trace
         if strategy == "baseline":  # every candidate is an output image, batch_size rows at a time
             groups = [seeds[i : i + batch_size] for i in range(0, n, batch_size)]
@@ -398,7 +398,7 @@ def eval_cmd(
         generator = _load_model(model, place)
         judge = _judge(judge_device, judge_dtype)
         judge_with = _strategy_verifier(strategy, verifier, entries, scorer, judge, generator)
-        judge_with = _with_rounds(judge_with, max_rounds, reflect_judge, select)
+        judge_with = _parmpp_settings(judge_with, max_rounds, reflect_judge, select)
         with Progress(console=_stderr, transient=True) as bar:
             task = bar.add_task(f"{strategy} N={n}", total=len(entries))
             compute = eval_generate(
