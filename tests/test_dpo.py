@@ -290,6 +290,7 @@ def test_guided_dpo_changes_the_update_and_has_a_gradient(tiny, tmp_path) -> Non
     generator, _ = tiny["maskgit"]
     gaps = (torch.tensor([0.9, 0.95, 0.6, 0.99], dtype=torch.float64), torch.tensor([0.0, 0.8, 0.5, 0.1]).double())
     pairs = random_pairs(generator, n=4, scores=gaps)
+    pairs.chosen_guide, pairs.rejected_guide = gaps  # a guide's scores (here the same as the labeller's)
     plain = DPOConfig(lr=1e-3, steps=1, batch_size=4)
     guided, blind = replace(plain, weighting="gap", margin=0.5), replace(plain, weighting="blind")
     a = weights_of(train_dpo(generator, pairs, tmp_path / "plain", plain).model)
@@ -308,6 +309,9 @@ def test_guided_dpo_changes_the_update_and_has_a_gradient(tiny, tmp_path) -> Non
     assert grads["guided"].abs().sum() > 0 and grads["blind"].abs().sum() > 0
     assert not torch.allclose(grads["guided"], grads["plain"])
     assert not torch.allclose(grads["blind"], grads["plain"]) and not torch.allclose(grads["blind"], grads["guided"])
+    unguided = random_pairs(generator, n=4)  # labeller scores only: a rejected image's score says nothing to weigh by
+    with pytest.raises(ValueError, match="needs pairs built with a guide"):
+        pair_guidance(unguided, blind)
 
 
 def test_iterative_rounds_resume_and_end_in_a_generator_folder(tiny, tmp_path) -> None:

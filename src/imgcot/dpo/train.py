@@ -96,6 +96,8 @@ def pair_guidance(pairs: Pairs, config: DPOConfig) -> tuple[torch.Tensor | None,
     if config.weighting == "gap":
         weights = gap_weights(chosen.float(), rejected.float(), float(gap.mean()))
     elif config.weighting == "blind":
+        if not pairs.guided:  # the labeller's score of a rejected image is below its threshold: nothing to weigh by
+            raise ValueError("--weighting blind needs pairs built with a guide (build-pairs --guide parm)")
         weights = blind_spot_weights(rejected.float())
     return weights, config.margin * gap
 
@@ -190,8 +192,8 @@ def train_dpo(
         _truncate_metrics(metrics_path, step)
     elif metrics_path.exists():
         metrics_path.unlink()
+    weights, margins = pair_guidance(pairs, config)  # refuses a weighting the pairs cannot give, before any write
     out.mkdir(parents=True, exist_ok=True)
-    weights, margins = pair_guidance(pairs, config)
     ref_cache = None
     if generator.causal:  # exact reference log-likelihoods do not change: compute them once
         ref_cache = exact_reference_logps(ref, pairs.prompts, pairs.chosen_tokens, pairs.rejected_tokens)
