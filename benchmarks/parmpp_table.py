@@ -38,7 +38,7 @@ from imgcot.search.reflect import (
     JUDGES,
     MAX_ROUNDS,
     SELECT,
-    JudgedReflector,
+    ParmPlusPlusVerifier,
     as_corrector,
     best_round,
     reflect_and_correct,
@@ -173,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.threshold is not None:
         reflector.config = replace(reflector.config, threshold=args.threshold)
     parm_verifier = load_verifier("parm", args.parm)
-    judged = JudgedReflector(reflector, parm_verifier) if args.judge == "parm" else reflector
+    judged = ParmPlusPlusVerifier(parm_verifier, reflector, args.max_rounds, judge_with=args.judge)
     verifiers = (load_verifier("orm", args.orm), parm_verifier, judged)
     args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / "records.jsonl"

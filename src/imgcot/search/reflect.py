@@ -72,7 +72,11 @@ class ParmPlusPlusVerifier:
 
     @property
     def calls_per_reflection(self) -> int:
-        return 2 if self.judge_with == "parm" else 1
+        return calls_per_reflection(self._reflector())
+
+    def _reflector(self) -> Reflector:
+        """Who answers `reflect`: the reflector, or the reflector with PARM's outcome question as the judge."""
+        return JudgedReflector(self.reflector, self.parm) if self.judge_with == "parm" else self.reflector
 
     def judge(self, prompts: list[str], previews: torch.Tensor, step: int, num_steps: int) -> StepScore:
         return self.parm.judge(prompts, previews, step, num_steps)
@@ -81,9 +85,7 @@ class ParmPlusPlusVerifier:
         return self.parm.score(prompts, images)
 
     def reflect(self, prompts: list[str], images: torch.Tensor) -> list:
-        if self.judge_with == "parm":
-            return JudgedReflector(self.reflector, self.parm).reflect(prompts, images)
-        return self.reflector.reflect(prompts, images)
+        return self._reflector().reflect(prompts, images)
 
 
 def as_corrector(generator: StepwiseGenerator, localize: str = "objects") -> SelfCorrector:
