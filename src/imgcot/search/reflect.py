@@ -31,7 +31,7 @@ import torch
 
 from ..core import OutcomeVerifier, Reflection, Reflector, SelfCorrector, StepScore, StepwiseGenerator
 from ..sampling import row_seed
-from .parm import ParmVerifier, parm
+from .parm import THRESHOLD, ParmVerifier, parm
 from .result import RoundTrace, SearchResult
 
 MAX_ROUNDS = 3
@@ -46,7 +46,7 @@ class JudgedReflector:
 
     reflector: Reflector
     judge: OutcomeVerifier
-    threshold: float = 0.5
+    threshold: float = THRESHOLD  # PARM's yes/no cut
     calls_per_reflection: int = 2
 
     def reflect(self, prompts: list[str], images: torch.Tensor) -> list[Reflection]:
