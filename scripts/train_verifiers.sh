@@ -47,3 +47,8 @@ train parm parm-gc2 --grounding --data "$RUN/parm-train" --data "$RUN/orm-zs-tra
 train parm parm-gc3 --grounding --ground-weight 1 --data "$RUN/parm-train" --data "$RUN/orm-zs-train" \
     --data "$RUN/cf-train" --data "$RUN/orm-zs-position" --data "$RUN/cf-position" --heldout "$RUN/parm-heldout" \
     --steps 3000 --minutes 60
+# Word-evidence PARM: the located network whose prompt words also read the object and colour under their grounding
+# attention (--word-evidence; nn/verifier.py), aimed at colour binding. Same data and steps.
+train parm parm-gc4 --grounding --ground-weight 1 --word-evidence --data "$RUN/parm-train" --data "$RUN/orm-zs-train" \
+    --data "$RUN/cf-train" --data "$RUN/orm-zs-position" --data "$RUN/cf-position" --heldout "$RUN/parm-heldout" \
+    --steps 3000 --minutes 60

@@ -10,6 +10,7 @@ from typer.testing import CliRunner
 from imgcot.cli import app
 from imgcot.verifiers.data import VerifierData
 from imgcot.verifiers.registry import load_verifier
+from imgcot.verifiers.shapes import load_role
 from imgcot.worlds.shapes.prompts import parse_prompt
 from tiny import tiny_generator
 
@@ -66,11 +67,12 @@ def test_tag_draws_prompts_of_that_tag_only(tmp_path: Path) -> None:
     rows = VerifierData.load(tmp_path / "p")
     grounded = _run(
         "verifiers", "train", "orm", "--data", tmp_path / "p", "--out", tmp_path / "g", "--steps", 2,
-        "--grounding", "--ground-weight", 0.5,
+        "--grounding", "--ground-weight", 0.5, "--word-evidence",
     )  # fmt: skip
     assert grounded.exit_code == 0, grounded.output
     saved = json.loads((tmp_path / "g" / "train_config.json").read_text())
-    assert saved["ground_weight"] == 0.5 and saved["net"]["grounding"]
+    assert saved["ground_weight"] == 0.5 and saved["net"]["grounding"] and saved["net"]["word_evidence"]
+    assert load_role("orm", tmp_path / "g" / "final").config.net.word_evidence
     renders = rows.extras["source"] == 0  # constructed positives: the drawn prompts themselves
     assert rows.info["tags"] == ["position"] and renders.any()
     for i in renders.nonzero().flatten().tolist():
@@ -87,6 +89,7 @@ def test_bad_input_is_one_line(tmp_path: Path) -> None:
             ["verifiers", "train", "orm", "--data", tmp_path, "--out", tmp_path / "r", "--ground-weight", 1],
             "--grounding",
         ),
+        (["verifiers", "train", "orm", "--data", tmp_path, "--out", tmp_path / "r", "--word-evidence"], "--grounding"),
     ]
     for args, fragment in cases:
         result = _run(*args)

@@ -130,6 +130,38 @@ def test_grounding_network_round_trips_and_grounds_words_on_patch_centres(tmp_pa
         assert torch.allclose(net(*args), net.head(seq[:, 0]))
 
 
+def test_word_evidence_reads_the_colour_under_each_words_attention(tmp_path):
+    with pytest.raises(ValueError, match="grounding"):
+        replace(TINY, word_evidence=True)
+    torch.manual_seed(0)
+    net_config = replace(TINY, coords=True, grounding=True, word_evidence=True)
+    verifier = ShapesORM(ShapesVerifierConfig(role="orm", trained_heads=("outcome",), net=net_config))
+    verifier.save_pretrained(tmp_path / "e")
+    back = load_role("orm", tmp_path / "e")
+    images = _images(3)
+    assert back.config.net.word_evidence and torch.equal(verifier.score(PROMPTS, images), back.score(PROMPTS, images))
+    net = back.net
+    text = encode_prompts(["a photo of a red star and a blue heart"] * 3)
+    args = (images, text, torch.ones(3), torch.ones(3))
+    with torch.no_grad():
+        seq = net.encode(*args)
+        attention = net.grounding_attention(seq, text)
+        evidence = net.word_evidence(seq, text, attention)
+        # By hand: the MLP over [word state, object and colour distributions under the attention, match].
+        patch_logits = net.patch_head(seq[:, -net_config.num_patches :])
+        seen_object = attention @ torch.softmax(patch_logits[..., :7], -1)
+        seen_color = attention @ torch.softmax(patch_logits[..., 7:], -1)
+        match = torch.logsumexp(net.grounding_scores(seq, text), -1, keepdim=True)
+        words = seq[:, 2 : 2 + text.shape[1]]
+        expected = net.evidence(torch.cat([words, seen_object, seen_color, match], -1))
+        assert evidence.shape == (3, net_config.text_len, 4) and torch.allclose(evidence, expected)
+        before = net(*args)
+        net.patch_head.bias[7 + 3] += 5.0  # every patch now looks like one colour: the words see it, the CLS does not
+        assert not torch.allclose(net.word_evidence(seq, text, attention), evidence)
+        assert not torch.allclose(net(*args), before)
+        assert torch.allclose(net.head(seq[:, 0]), net.head(net.encode(*args)[:, 0]))
+
+
 def test_loading_is_strict_and_checks_the_role(tmp_path):
     ShapesORM(_config("orm", ("outcome",))).save_pretrained(tmp_path / "orm")
     assert isinstance(load_role("orm-zs", tmp_path / "orm"), ShapesORM)  # same head: either ORM role
@@ -436,6 +468,7 @@ def test_a_checkpoint_from_before_an_option_existed_still_resumes(tmp_path):
     meta_path = tmp_path / "run" / "checkpoint" / "state.json"
     meta = json.loads(meta_path.read_text())
     del meta["config"]["ground_weight"]  # as written before the grounding loss existed
+    del meta["config"]["net"]["word_evidence"]  # and before the word-evidence readout
     meta_path.write_text(json.dumps(meta))
     resumed = train_verifier("orm", data, tmp_path / "run", steps=6, config=_train_cfg())
     assert json.loads(meta_path.read_text())["step"] == 6 and isinstance(resumed, ShapesORM)

@@ -109,6 +109,9 @@ def train_cmd(
     ground_weight: float = typer.Option(
         0.0, "--ground-weight", help="With --grounding: weight of the loss that points object words at their patches."
     ),
+    word_evidence: bool = typer.Option(
+        False, "--word-evidence", help="With --grounding: each word also reads the object and colour it looks at."
+    ),
 ) -> None:
     """Train (or resume) a verifier; its final/ folder is what `--verifier FOLDER` loads."""
     from .nn.verifier import VerifierNetConfig
@@ -120,6 +123,8 @@ def train_cmd(
         _positive("--steps", steps)
         if ground_weight < 0 or (ground_weight and not grounding):
             _fail("--ground-weight needs --grounding and a value >= 0")
+        if word_evidence and not grounding:
+            _fail("--word-evidence needs --grounding")
         if clarity_rule not in ("fixed", "learned"):
             _fail(f"unknown clarity rule {clarity_rule!r}; known: fixed, learned")
         for folder in (*data, heldout):
@@ -133,7 +138,8 @@ def train_cmd(
             train_verifier(
                 role, rows, out, steps=steps, minutes=minutes, seed=seed, clarity_rule=clarity_rule, heldout=held,
                 config=VerifierTrainConfig(
-                    net=VerifierNetConfig(coords=grounding, grounding=grounding), ground_weight=ground_weight
+                    net=VerifierNetConfig(coords=grounding, grounding=grounding, word_evidence=word_evidence),
+                    ground_weight=ground_weight,
                 ),
                 progress=lambda step, total, _loss, _minutes: bar.update(task, completed=step),
             )  # fmt: skip

@@ -20,11 +20,11 @@ from dataclasses import asdict
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save
 
-from ..fileio import write_bytes_atomic, write_text_atomic
+from ..fileio import write_text_atomic
 from ..generators.base import TokenGenerator
 from ..sampling import row_seed
+from ..train.state import optimizer_tensors, read_state, restore_optimizer, write_state
 from .config import DPOConfig
 from .logprob import bind, dpo_logps, exact_reference_logps
 from .losses import blind_spot_weights, dpo_objective, gap_weights
@@ -119,30 +119,18 @@ def unique_state(model: torch.nn.Module) -> tuple[dict[str, torch.Tensor], set[s
 
 def save_training_state(folder: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, meta: dict) -> None:
     """Policy weights and AdamW moments as safetensors, counters and config as JSON; each file atomically."""
-    tensors = {f"policy.{k}": v.detach().contiguous() for k, v in unique_state(model)[0].items()}
-    for index, state in optimizer.state_dict()["state"].items():
-        for key, value in state.items():
-            tensors[f"opt.{index}.{key}"] = torch.as_tensor(value).reshape(-1).contiguous()
-    write_bytes_atomic(folder / "state.safetensors", save(tensors))
-    write_text_atomic(folder / "state.json", json.dumps(meta, indent=2) + "\n")
+    tensors = {f"policy.{k}": v for k, v in unique_state(model)[0].items()}
+    write_state(folder, {**tensors, **optimizer_tensors(optimizer)}, meta)
 
 
 def load_training_state(folder: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> dict:
-    tensors = load_file(str(folder / "state.safetensors"))
-    meta = json.loads((folder / "state.json").read_text())
+    tensors, meta = read_state(folder)
     policy = {k[7:]: v for k, v in tensors.items() if k.startswith("policy.")}
     missing, unexpected = model.load_state_dict(policy, strict=False)
     if unexpected or set(missing) != unique_state(model)[1]:  # only tied aliases may be absent
         raise ValueError(f"{folder}: the checkpoint does not match the model ({len(missing)} missing, "
                          f"{len(unexpected)} unexpected weights)")  # fmt: skip
-    shapes = {i: p.shape for i, p in enumerate(p for g in optimizer.param_groups for p in g["params"])}
-    opt = optimizer.state_dict()
-    for key, value in tensors.items():
-        if key.startswith("opt."):
-            _, index, name = key.split(".", 2)
-            state = opt["state"].setdefault(int(index), {})
-            state[name] = value.reshape(()) if name == "step" else value.reshape(shapes[int(index)])
-    optimizer.load_state_dict(opt)
+    restore_optimizer(optimizer, tensors)
     return meta
 
 

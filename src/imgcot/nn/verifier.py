@@ -25,6 +25,7 @@ from ..worlds.shapes.text import MAX_WORDS, PAD, WORDS
 
 HEADS: tuple[str, ...] = ("outcome", "value", "clarity", "potential")
 PATCH_CLASSES, PATCH_COLORS = 7, 11  # auxiliary per-patch targets: none + 6 objects, none + 10 colours
+EVIDENCE_PER_WORD = 4  # numbers per prompt word from the word-evidence readout
 
 
 @dataclass(frozen=True)
@@ -46,10 +47,20 @@ class VerifierNetConfig:
     # two centroids instead of being composed through the blocks (which the 4-block net never learnt: position
     # stayed at chance within an image, benchmarks/verifier_tags.py). False keeps the original network.
     grounding: bool = False
+    # Word evidence (needs grounding): each prompt word also reads what it looks at, the auxiliary patch head's
+    # object and colour distributions under its grounding attention plus how strongly it matched (the log-sum-exp
+    # of its grounding logits). A small MLP turns [word state, seen object, seen colour, match] into a few numbers
+    # per word for the readout, so "red star" can be checked against the colour under the star word's attention,
+    # which centroids alone cannot carry (colour binding). False keeps the grounding network as it was.
+    word_evidence: bool = False
 
     @property
     def num_patches(self) -> int:
         return (self.image_size // self.patch) ** 2
+
+    def __post_init__(self):
+        if self.word_evidence and not self.grounding:
+            raise ValueError("word_evidence needs the grounding readout (grounding=True)")
 
 
 class Block(nn.Module):
@@ -93,8 +104,15 @@ class VerifierNet(nn.Module):
         self.patch_head = nn.Linear(c.dim, PATCH_CLASSES + PATCH_COLORS)  # auxiliary: what each patch shows
         if c.grounding:
             self.ground_query, self.ground_key = nn.Linear(c.dim, c.dim), nn.Linear(c.dim, c.dim)
+            per_word = 2 + (EVIDENCE_PER_WORD if c.word_evidence else 0)
             self.ground_head = nn.Sequential(
-                nn.Linear(c.dim + 2 * c.text_len, c.dim), nn.GELU(), nn.Linear(c.dim, len(HEADS))
+                nn.Linear(c.dim + per_word * c.text_len, c.dim), nn.GELU(), nn.Linear(c.dim, len(HEADS))
+            )
+        if c.word_evidence:
+            self.evidence = nn.Sequential(
+                nn.Linear(c.dim + PATCH_CLASSES + PATCH_COLORS + 1, c.dim // 2),
+                nn.GELU(),
+                nn.Linear(c.dim // 2, EVIDENCE_PER_WORD),
             )
         if c.coords or c.grounding:
             self.register_buffer("patch_xy", patch_centres(c.image_size // c.patch), persistent=False)
@@ -121,11 +139,14 @@ class VerifierNet(nn.Module):
         attention = self.grounding_attention(seq, text) if self.config.grounding else None
         return self.logits(seq, text, attention), self.patch_head(seq[:, -self.config.num_patches :]), attention
 
+    def grounding_scores(self, seq: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
+        """(B, L, P) logits of the grounding attention: how well each prompt word matches each output patch."""
+        words, patches = seq[:, 2 : 2 + text.shape[1]], seq[:, -self.config.num_patches :]
+        return self.ground_query(words) @ self.ground_key(patches).transpose(1, 2) * self.config.dim**-0.5
+
     def grounding_attention(self, seq: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
         """(B, L, P): where each prompt word looks among the output patches (the grounding readout)."""
-        words, patches = seq[:, 2 : 2 + text.shape[1]], seq[:, -self.config.num_patches :]
-        scale = self.config.dim**-0.5
-        return torch.softmax(self.ground_query(words) @ self.ground_key(patches).transpose(1, 2) * scale, -1)
+        return torch.softmax(self.grounding_scores(seq, text), -1)
 
     def logits(self, seq: torch.Tensor, text: torch.Tensor, attention: torch.Tensor | None = None) -> torch.Tensor:
         """Head logits from the output sequence: the CLS head, plus the grounding readout when configured."""
@@ -134,8 +155,21 @@ class VerifierNet(nn.Module):
             return out
         if attention is None:
             attention = self.grounding_attention(seq, text)
-        centroids = (attention @ self.patch_xy) * (text != PAD)[..., None].float()  # (B, L, 2); padding: 0
-        return out + self.ground_head(torch.cat([seq[:, 0], centroids.flatten(1)], -1))
+        real = (text != PAD)[..., None].float()
+        per_word = [attention @ self.patch_xy]  # (B, L, 2) centroids
+        if self.config.word_evidence:
+            per_word.append(self.word_evidence(seq, text, attention))
+        readout = torch.cat(per_word, -1) * real  # padding: 0
+        return out + self.ground_head(torch.cat([seq[:, 0], readout.flatten(1)], -1))
+
+    def word_evidence(self, seq: torch.Tensor, text: torch.Tensor, attention: torch.Tensor) -> torch.Tensor:
+        """(B, L, EVIDENCE_PER_WORD): what each word sees where it looks (see VerifierNetConfig.word_evidence)."""
+        patch_logits = self.patch_head(seq[:, -self.config.num_patches :])
+        seen_object = attention @ torch.softmax(patch_logits[..., :PATCH_CLASSES], -1)  # (B, L, PATCH_CLASSES)
+        seen_color = attention @ torch.softmax(patch_logits[..., PATCH_CLASSES:], -1)  # (B, L, PATCH_COLORS)
+        match = torch.logsumexp(self.grounding_scores(seq, text), -1, keepdim=True)  # (B, L, 1)
+        words = seq[:, 2 : 2 + text.shape[1]]
+        return self.evidence(torch.cat([words, seen_object, seen_color, match], -1))
 
     def encode(
         self, images: torch.Tensor, text: torch.Tensor, step_frac: torch.Tensor, final: torch.Tensor

@@ -9,49 +9,38 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save
 from torch import nn
 
-from ..fileio import write_bytes_atomic, write_text_atomic
+from ..train.state import (
+    has_state,
+    module_tensors,
+    optimizer_tensors,
+    read_state,
+    restore_modules,
+    restore_optimizer,
+    write_state,
+)
 
-STATE, META = "state.safetensors", "state.json"
+__all__ = ["adamw", "has_state", "load_state", "lr_at", "save_state"]
 
 
 def save_state(
     folder: Path, modules: dict[str, nn.Module], optimizer, step: int, rng: np.random.Generator, gen, seconds, cfg
 ) -> None:
-    tensors = {f"{name}.{k}": v for name, m in modules.items() for k, v in m.state_dict().items()}
-    for index, state in optimizer.state_dict()["state"].items():
-        for key, value in state.items():
-            tensors[f"opt.{index}.{key}"] = torch.as_tensor(value).reshape(-1) if key == "step" else value
-    folder.mkdir(parents=True, exist_ok=True)
-    write_bytes_atomic(folder / STATE, save({k: v.contiguous() for k, v in tensors.items()}))
     meta = {"step": step, "seconds": seconds, "config": asdict(cfg), "numpy": rng.bit_generator.state,
             "torch": gen.get_state().tolist()}  # fmt: skip
-    write_text_atomic(folder / META, json.dumps(meta))
-
-
-def has_state(folder: Path) -> bool:
-    return (folder / META).is_file() and (folder / STATE).is_file()
+    write_state(folder, {**module_tensors(modules), **optimizer_tensors(optimizer)}, meta)
 
 
 def load_state(
     folder: Path, modules: dict[str, nn.Module], optimizer, rng: np.random.Generator, gen, cfg
 ) -> tuple[int, float]:
-    meta = json.loads((folder / META).read_text())
+    tensors, meta = read_state(folder)
     saved, now = meta["config"], json.loads(json.dumps(asdict(cfg)))
     if {**saved, "minutes": None} != {**now, "minutes": None}:
         raise ValueError(f"{folder}: the checkpoint was trained with another config; use a new output folder")
-    tensors = load_file(str(folder / STATE))
-    for name, module in modules.items():
-        prefix = name + "."
-        module.load_state_dict({k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}, strict=True)
-    opt = optimizer.state_dict()
-    for key, value in tensors.items():
-        if key.startswith("opt."):
-            _, index, name = key.split(".", 2)
-            opt["state"].setdefault(int(index), {})[name] = value.reshape(()) if name == "step" else value
-    optimizer.load_state_dict(opt)
+    restore_modules(modules, tensors)
+    restore_optimizer(optimizer, tensors)
     rng.bit_generator.state = meta["numpy"]
     gen.set_state(torch.tensor(meta["torch"], dtype=torch.uint8))
     return meta["step"], meta["seconds"]

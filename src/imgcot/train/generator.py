@@ -16,7 +16,6 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file, save_file
 
 from ..fileio import write_text_atomic
 from ..generators.base import DecodingConfig, GeneratorConfig, TokenGenerator
@@ -27,6 +26,7 @@ from ..nn.tokenizer import PatchTokenizer
 from ..nn.transformer import Transformer, TransformerConfig
 from ..worlds.shapes.text import WORDS, null_prompts
 from .data import token_batch
+from .state import module_tensors, optimizer_tensors, read_state, restore_modules, restore_optimizer, write_state
 
 GENERATORS = {"maskgit": MaskGITGenerator, "ar": RasterGenerator}
 
@@ -105,29 +105,14 @@ def build_generator(cfg: TrainConfig, tokenizer: PatchTokenizer, decoding: Decod
 
 def _save_training_state(folder: Path, model, ema, optimizer, step: int, rng_state: dict, cfg: TrainConfig) -> None:
     """Model, EMA and AdamW moments as safetensors, counters as JSON; written atomically."""
-    tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
-    tensors.update({f"ema.{k}": v for k, v in ema.state_dict().items()})
-    for index, state in optimizer.state_dict()["state"].items():
-        for key, value in state.items():
-            tensors[f"opt.{index}.{key}"] = torch.as_tensor(value).reshape(-1) if key == "step" else value
-    folder.mkdir(parents=True, exist_ok=True)
-    tmp = folder / ".state.safetensors.tmp"
-    save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp))
-    tmp.replace(folder / "state.safetensors")
-    write_text_atomic(folder / "state.json", json.dumps({"step": step, "rng": rng_state, "config": asdict(cfg)}))
+    tensors = {**module_tensors({"model": model, "ema": ema}), **optimizer_tensors(optimizer)}
+    write_state(folder, tensors, {"step": step, "rng": rng_state, "config": asdict(cfg)})
 
 
 def _load_training_state(folder: Path, model, ema, optimizer) -> tuple[int, dict]:
-    tensors = load_file(str(folder / "state.safetensors"))
-    meta = json.loads((folder / "state.json").read_text())
-    model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")}, strict=True)
-    ema.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("ema.")}, strict=True)
-    opt = optimizer.state_dict()
-    for key, value in tensors.items():
-        if key.startswith("opt."):
-            _, index, name = key.split(".", 2)
-            opt["state"].setdefault(int(index), {})[name] = value.reshape(()) if name == "step" else value
-    optimizer.load_state_dict(opt)
+    tensors, meta = read_state(folder)
+    restore_modules({"model": model, "ema": ema}, tensors)
+    restore_optimizer(optimizer, tensors)
     return meta["step"], meta["rng"]
 
 

@@ -24,14 +24,14 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file, save
 
-from ..fileio import write_bytes_atomic, write_text_atomic
+from ..fileio import write_text_atomic
 from ..nn.io import config_from_dict
 from ..nn.verifier import HEADS, PATCH_CLASSES, PATCH_COLORS, VerifierNet, VerifierNetConfig
 from ..verifiers.data import VerifierData, patch_labels
 from ..verifiers.shapes import ROLE_CLASSES, ROLE_HEADS, ShapesVerifier, ShapesVerifierConfig, run_net
 from ..worlds.shapes.text import encode_prompts, word_labels
+from .state import module_tensors, optimizer_tensors, read_state, restore_modules, restore_optimizer, write_state
 
 Progress = Callable[[int, int, float, float], None]  # (step, max_steps, loss, minutes)
 
@@ -158,30 +158,20 @@ def grounding_loss(attention: torch.Tensor, target: torch.Tensor) -> torch.Tenso
 
 # --- checkpoints ------------------------------------------------------------------------------------------------
 def _save_state(folder: Path, net, optimizer, step: int, gen: torch.Generator, seconds: float, cfg) -> None:
-    tensors = {f"model.{k}": v for k, v in net.state_dict().items()}
-    for index, state in optimizer.state_dict()["state"].items():
-        for key, value in state.items():
-            tensors[f"opt.{index}.{key}"] = torch.as_tensor(value).reshape(-1) if key == "step" else value
-    folder.mkdir(parents=True, exist_ok=True)
-    write_bytes_atomic(folder / "state.safetensors", save({k: v.contiguous() for k, v in tensors.items()}))
     meta = {"step": step, "rng": gen.get_state().tolist(), "seconds": seconds, "config": asdict(cfg)}
-    write_text_atomic(folder / "state.json", json.dumps(meta))
+    write_state(folder, {**module_tensors({"model": net}), **optimizer_tensors(optimizer)}, meta)
 
 
 def _load_state(folder: Path, net, optimizer, gen: torch.Generator, cfg) -> tuple[int, float]:
-    meta = json.loads((folder / "state.json").read_text())
+    tensors, meta = read_state(folder)
     now = json.loads(json.dumps(asdict(cfg)))
-    saved = {**json.loads(json.dumps(asdict(VerifierTrainConfig()))), **meta["config"]}  # options added since
+    defaults = json.loads(json.dumps(asdict(VerifierTrainConfig())))
+    saved = {**defaults, **meta["config"]}  # options added since
+    saved["net"] = {**defaults["net"], **saved["net"]}
     if {**saved, "minutes": None} != {**now, "minutes": None}:  # a longer wall budget may resume; nothing else
         raise ValueError(f"{folder}: the checkpoint was trained with another config; use a new output folder")
-    tensors = load_file(str(folder / "state.safetensors"))
-    net.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")}, strict=True)
-    opt = optimizer.state_dict()
-    for key, value in tensors.items():
-        if key.startswith("opt."):
-            _, index, name = key.split(".", 2)
-            opt["state"].setdefault(int(index), {})[name] = value.reshape(()) if name == "step" else value
-    optimizer.load_state_dict(opt)
+    restore_modules({"model": net}, tensors)
+    restore_optimizer(optimizer, tensors)
     gen.set_state(torch.tensor(meta["rng"], dtype=torch.uint8))
     return meta["step"], meta["seconds"]
 
