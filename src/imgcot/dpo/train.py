@@ -24,7 +24,7 @@ import torch
 from ..fileio import write_text_atomic
 from ..generators.base import TokenGenerator
 from ..sampling import row_seed
-from ..train.state import optimizer_tensors, read_state, restore_optimizer, write_state
+from ..train.state import has_state, optimizer_tensors, read_state, restore_optimizer, write_state
 from .config import DPOConfig
 from .logprob import bind, dpo_logps, exact_reference_logps
 from .losses import blind_spot_weights, dpo_objective, gap_weights
@@ -168,7 +168,7 @@ def train_dpo(
     meta = {"config": asdict(config), "pairs": len(pairs), "total_steps": total, "source": source or {}}
     ckpt, metrics_path = out / CHECKPOINT_DIR, out / METRICS_FILE
     step, elapsed = 0, 0.0
-    if (ckpt / "state.json").is_file():
+    if has_state(ckpt):
         if not resume:
             raise ValueError(f"{out} holds a DPO checkpoint; pass --resume to continue it or choose another --out")
         saved = json.loads((ckpt / "state.json").read_text())

@@ -12,7 +12,6 @@ import torch
 from torch import nn
 
 from ..train.state import (
-    has_state,
     module_tensors,
     optimizer_tensors,
     read_state,
@@ -20,8 +19,6 @@ from ..train.state import (
     restore_optimizer,
     write_state,
 )
-
-__all__ = ["adamw", "has_state", "load_state", "lr_at", "save_state"]
 
 
 def save_state(

@@ -34,10 +34,11 @@ from ..nn.io import config_from_dict
 from ..nn.transformer import Transformer
 from ..train.curve import make_curve_eval
 from ..train.data import token_batch
+from ..train.state import has_state
 from ..worlds.shapes.detector import ShapesDetector
 from ..worlds.shapes.prompts import parse_prompt
 from ..worlds.shapes.text import null_prompts
-from .checkpoint import adamw, has_state, load_state, lr_at, save_state
+from .checkpoint import adamw, load_state, lr_at, save_state
 from .correct import condition_ids, extend_for_critique, localised, redraw_tokens, restart_key
 from .sc_data import Groups, edit_groups
 

@@ -24,11 +24,12 @@ import torch.nn.functional as F
 from ..fileio import write_text_atomic
 from ..nn.io import CheckpointError, config_from_dict, load_checkpoint, read_config
 from ..nn.verifier import HEADS, PATCH_CLASSES, PATCH_COLORS, VerifierNetConfig
+from ..train.state import has_state
 from ..train.verifier import auc
 from ..verifiers.data import VerifierData, patch_labels
 from ..worlds.shapes.prompts import parse_prompt
 from ..worlds.shapes.text import encode_prompts
-from .checkpoint import adamw, has_state, load_state, lr_at, save_state
+from .checkpoint import adamw, load_state, lr_at, save_state
 from .clauses import CATEGORICAL, TARGETS, clauses_of, one_hot_outputs, output_slices
 from .model import KIND, ReflectorNet, ShapesReflector, ShapesReflectorConfig
 

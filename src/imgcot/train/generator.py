@@ -26,7 +26,15 @@ from ..nn.tokenizer import PatchTokenizer
 from ..nn.transformer import Transformer, TransformerConfig
 from ..worlds.shapes.text import WORDS, null_prompts
 from .data import token_batch
-from .state import module_tensors, optimizer_tensors, read_state, restore_modules, restore_optimizer, write_state
+from .state import (
+    has_state,
+    module_tensors,
+    optimizer_tensors,
+    read_state,
+    restore_modules,
+    restore_optimizer,
+    write_state,
+)
 
 GENERATORS = {"maskgit": MaskGITGenerator, "ar": RasterGenerator}
 
@@ -135,7 +143,7 @@ def train_generator(
     )
     step, rng_state = 0, None
     ckpt = out / "checkpoint"
-    if (ckpt / "state.json").is_file():
+    if has_state(ckpt):
         step, rng_state = _load_training_state(ckpt, model, ema, optimizer)
     rng = np.random.default_rng(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)

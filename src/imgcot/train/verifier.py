@@ -31,7 +31,15 @@ from ..nn.verifier import HEADS, PATCH_CLASSES, PATCH_COLORS, VerifierNet, Verif
 from ..verifiers.data import VerifierData, patch_labels
 from ..verifiers.shapes import ROLE_CLASSES, ROLE_HEADS, ShapesVerifier, ShapesVerifierConfig, run_net
 from ..worlds.shapes.text import encode_prompts, word_labels
-from .state import module_tensors, optimizer_tensors, read_state, restore_modules, restore_optimizer, write_state
+from .state import (
+    has_state,
+    module_tensors,
+    optimizer_tensors,
+    read_state,
+    restore_modules,
+    restore_optimizer,
+    write_state,
+)
 
 Progress = Callable[[int, int, float, float], None]  # (step, max_steps, loss, minutes)
 
@@ -208,7 +216,7 @@ def train_verifier(
     net = VerifierNet(cfg.net).train()
     optimizer, gen = _optimizer(net, cfg), torch.Generator().manual_seed(cfg.seed)
     step, elapsed0, ckpt = 0, 0.0, out / "checkpoint"
-    if (ckpt / "state.json").is_file():
+    if has_state(ckpt):
         step, elapsed0 = _load_state(ckpt, net, optimizer, gen, cfg)
     out.mkdir(parents=True, exist_ok=True)
     write_text_atomic(out / "train_config.json", json.dumps(asdict(cfg), indent=1) + "\n")
