@@ -90,13 +90,16 @@ def score_extra_orms(records: list[SlotRecord], extras: dict) -> None:
             slot.outcome[name] = verifier.score([slot.meta["prompt"]] * len(finals), finals).numpy()
 
 
-def rows_for(records: list[SlotRecord], n: int, parms: dict[str, int]) -> dict[str, list]:
-    """Each strategy's choice per slot; `parms` maps each PARM judge to its first clarity step."""
+def rows_for(records: list[SlotRecord], n: int, parms: dict[str, int], keeps: tuple[int, ...] = ()) -> dict[str, list]:
+    """Each strategy's choice per slot; `parms` maps each PARM judge to its first clarity step; each K in `keeps`
+    adds the row NAME-keepK: PARM letting at most K promising paths per image go past the gate."""
     rows = {"baseline": [choose_baseline(s) for s in records]}
     for name in [k for k in records[0].outcome if k.startswith("orm")]:
         rows[name] = [choose_best_of_n(s, n, s.outcome[name]) for s in records]
     for name in parms:
         rows[name] = [choose_parm(s, n, name, s.outcome[name], parms[name]) for s in records]
+        for k in keeps:
+            rows[f"{name}-keep{k}"] = [choose_parm(s, n, name, s.outcome[name], parms[name], k) for s in records]
     rows["oracle"] = [choose_best_of_n(s, n, s.correct.astype(float)) for s in records]
     return rows
 
@@ -163,12 +166,16 @@ def live_rows(args, generator, metas, records, verifiers: dict) -> dict[str, dic
     for name in args.live:
         role = "parm" if name.startswith("parm") else name
         folder = args.out / "live" / (name if args.live_batch_size == 64 else f"{name}-b{args.live_batch_size}")
-        batch = args.live_batch_size
-        compute = eval_generate(generator, subset, folder, 1, args.seed, batch, role, args.n, verifiers.get(name))
+        batch, (judge, _, keep) = args.live_batch_size, name.partition("-keep")  # parm-keepK: PARM with keep=K
+        options = {"keep": int(keep)} if keep else None
+        compute = eval_generate(
+            generator, subset, folder, 1, args.seed, batch, role, args.n, verifiers.get(judge), options=options
+        )
         _, summary = score_folder(folder, ShapesDetector())
         table[name] = {"overall": summary["overall"], **compute}
         print(f"  live {name}: {summary['overall']:.3f}", file=sys.stderr, flush=True)
-    replayed = {k: summarize(slots, v) for k, v in rows_for(slots, args.n, first_steps(generator, verifiers)).items()}
+    chosen = rows_for(slots, args.n, first_steps(generator, verifiers), tuple(args.keep))
+    replayed = {k: summarize(slots, v) for k, v in chosen.items()}
     print(f"\nlive runs, first image of {count} prompts, N = {args.n}:\n")
     print(
         "| strategy | overall (live) | generator forwards | verifier calls | wall seconds "
@@ -199,6 +206,8 @@ def main() -> None:
     parser.add_argument("--prm", default="shapes-prm")
     parser.add_argument("--orm-extra", nargs="*", default=[], help="NAME=VERIFIER: more ORM rows (orm-NAME), scored "
                         "on the cached final images")  # fmt: skip
+    parser.add_argument("--keep", nargs="*", type=int, default=[], help="K: also PARM rows with at most K promising "
+                        "paths per image past the gate (NAME-keepK; live: parm-keepK)")  # fmt: skip
     parser.add_argument("--live", nargs="*", default=[], help="strategies to also run live: prm, orm, parm, ...")
     parser.add_argument("--live-prompts", type=int, default=0, help="live runs on the first K prompts (0: all)")
     parser.add_argument("--live-batch-size", type=int, default=64, help="live runs: rows per forward pass")
@@ -215,8 +224,9 @@ def main() -> None:
     extras = {f"orm-{k}": load_verifier("orm", v) for k, v in (spec.split("=", 1) for spec in args.orm_extra)}
     score_extra_orms(records, extras)
     sizes = sorted({n for n in SCALING_N if n <= args.n} | {args.n})
+    keeps = tuple(args.keep)
     scaling = {
-        n: {k: summarize(records, v) for k, v in rows_for(records, n, first_steps(generator, judges)).items()}
+        n: {k: summarize(records, v) for k, v in rows_for(records, n, first_steps(generator, judges), keeps).items()}
         for n in sizes
     }
     print(f"\nmodel {args.model}, prompts {args.prompts} ({len(metas)}), {args.images_per_prompt} images per prompt")

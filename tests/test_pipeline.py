@@ -80,6 +80,22 @@ def test_eval_command_writes_results_summary_and_compute(model_dir, tmp_path):
     )
 
 
+def test_eval_parm_keep_is_recorded_and_bounds_the_compute(model_dir, tmp_path):
+    prompts = tmp_path / "p.jsonl"
+    prompts.write_text("".join(json.dumps(m) + "\n" for m in _metas()))
+    spent = {}
+    for keep in (None, 1):
+        out = tmp_path / f"keep-{keep}"
+        args = ["eval", "--prompts", str(prompts), "--out", str(out), "--model", str(model_dir), "--strategy", "parm"]
+        args += ["--n", "4", "--images-per-prompt", "1"] + ([] if keep is None else ["--keep", str(keep)])
+        result = CliRunner().invoke(app, args)
+        assert result.exit_code == 0, result.output
+        summary = json.loads((out / "summary.json").read_text())
+        assert summary.get("keep") == keep
+        spent[keep] = summary["compute"]["generator_forwards"]
+    assert 0 < spent[1] <= spent[None]
+
+
 def test_generate_same_seed_gives_identical_png_bytes_and_step_images(model_dir, tmp_path):
     runner = CliRunner()
     for name in ("a", "b"):
@@ -111,6 +127,8 @@ def test_generate_bad_input_is_one_line(model_dir, tmp_path):
         ["generate", "a photo of a dog", "--model", str(model_dir)],
         ["generate", "a photo of a star", "--model", str(tmp_path / "missing")],
         ["generate", "a photo of a star", "--model", str(model_dir), "--n", "0"],
+        ["generate", "a photo of a star", "--model", str(model_dir), "--n", "4", "--keep", "2"],  # baseline
+        ["generate", "a photo of a star", "--model", str(model_dir), "--strategy", "parm", "--keep", "0"],
     ):
         proc = subprocess.run([str(exe), *args], capture_output=True, text=True)
         assert proc.returncode != 0

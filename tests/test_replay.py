@@ -53,11 +53,14 @@ def test_replay_equals_live_strategies(generator, n):
     for name, verifier, choose in (
         ("parm", parm, lambda s: choose_parm(s, n, "parm", s.outcome["parm"])),
         ("parm", late, lambda s: choose_parm(s, n, "parm", s.outcome["parm"], first_step=3)),
+        ("parm-keep1", parm, lambda s: choose_parm(s, n, "parm", s.outcome["parm"], keep=1)),
+        ("parm-keep2", late, lambda s: choose_parm(s, n, "parm", s.outcome["parm"], first_step=3, keep=2)),
         ("orm", parm, lambda s: choose_best_of_n(s, n, s.outcome["parm"])),
         ("oracle", oracle, lambda s: choose_best_of_n(s, n, s.correct.astype(float))),
         ("baseline", None, choose_baseline),
     ):
-        live = run_strategy(name, generator, PROMPTS, seeds, verifier)
+        keep = {"keep": int(name[-1])} if "keep" in name else {}
+        live = run_strategy(name.split("-")[0], generator, PROMPTS, seeds, verifier, options=keep)
         for result, slot in zip(live, slots, strict=True):
             replayed = choose(slot)
             assert replayed.index == result.chosen, name
@@ -77,3 +80,9 @@ def test_scripted_case_exercises_pruning_and_survival(generator):
             if len(clear):
                 verdicts.append(bool(potential[clear[0]] >= 0.5))
     assert any(verdicts) and not all(verdicts)
+    assert max(promising_at_first_clear(slot) for slot in slots) > 2  # keep=1 and keep=2 truncate promising paths
+
+
+def promising_at_first_clear(slot) -> int:
+    clear = [(c >= 0.5).nonzero()[0] for c in slot.clarity["p"]]
+    return sum(bool(len(c)) and bool(p[c[0]] >= 0.5) for c, p in zip(clear, slot.potential["p"], strict=True))

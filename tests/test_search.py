@@ -195,6 +195,37 @@ def test_parm_without_clear_steps_is_best_of_n():
     assert r.compute.generator_forwards == 3 * FULL and r.compute.verifier_calls == 3 * (STEPS - 1) + 3
 
 
+# keep (beyond the paper): prompt 0 with five paths, all promising; c0 and c1 clear at 1, c2..c4 clear at 2.
+KEEP_CLEAR = {0: 1, 1: 1, 2: 2, 3: 2, 4: 2}
+KEEP_POTENTIAL = {0: 0.6, 1: 0.7, 2: 0.95, 3: 0.9, 4: 0.95}
+
+
+@pytest.mark.parametrize(
+    ("keep", "survive"),
+    [(None, [0, 1, 2, 3, 4]), (5, [0, 1, 2, 3, 4]), (3, [0, 1, 2]), (2, [0, 1]), (1, [1])],
+)
+def test_parm_keep_truncates_promising_paths_beyond_the_limit(keep, survive):
+    """Paths judged promising first claim the room; within a step the higher potential wins, ties to the lower
+    index (c2 over c4); every path over the limit stops costing at the step it was judged."""
+    judge = ScriptedJudge(KEEP_CLEAR, KEEP_POTENTIAL)
+    orm = ScriptedOutcome({k: 0.1 * k for k in range(5)})
+    options = {} if keep is None else {"keep": keep}
+    (r,) = run_strategy("parm", MockGenerator(), PROMPTS[:1], [list(range(5))], Combined(judge, orm), options=options)
+    cost = lambda steps: INIT_COST + STEP_COST * steps  # noqa: E731
+    expect = [None if k in survive else KEEP_CLEAR[k] for k in range(5)]
+    assert [c.pruned_at for c in r.candidates] == expect
+    assert [c.forwards for c in r.candidates] == [FULL if k in survive else cost(KEEP_CLEAR[k]) for k in range(5)]
+    assert r.chosen == max(survive)  # the outcome question picks among the survivors only
+    assert [c.outcome is not None for c in r.candidates] == [k in survive and len(survive) > 1 for k in range(5)]
+    assert all(st <= 2 for st, s in judge.log if s not in survive)  # a truncated path is never judged again
+
+
+def test_parm_keep_must_be_positive():
+    with pytest.raises(ValueError, match="keep must be >= 1"):
+        run_strategy("parm", MockGenerator(), PROMPTS[:1], [[0]], Combined(ScriptedJudge(), ScriptedOutcome({})),
+                     options={"keep": 0})  # fmt: skip
+
+
 def test_prm_follows_the_highest_value_branch():
     # prompt 0 lanes 0..2 (seeds 0, 1, 2): best per step = lane 1, 2, 0, 2; prompt 1 always lane 0 (ties)
     value = {(1, 1): 0.9, (2, 2): 0.7, (2, 1): 0.6, (3, 0): 0.5, (4, 2): 0.8, (4, 0): 0.1}

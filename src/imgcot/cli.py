@@ -222,6 +222,18 @@ _REFLECT_JUDGE_OPT = typer.Option(
     "reflector", "--reflect-judge", help="parm++: who says aligned or not: reflector, or parm (its outcome question)."
 )
 _SELECT_OPT = typer.Option("last", "--select", help="parm++: the answer: last (paper) or best (judge's) round.")
+_KEEP_OPT = typer.Option(
+    None, "--keep", help="parm: at most K promising paths per image go past the gate, by potential (default: all)."
+)
+
+
+def _strategy_options(strategy: str, keep: int | None) -> dict:
+    """The search loop's own settings: parm's keep limit (search/parm.py)."""
+    if keep is None:
+        return {}
+    if strategy != "parm":
+        raise InputError(f"--keep applies to --strategy parm only, not {strategy!r}")
+    return {"keep": _positive("--keep", keep)}
 
 
 def _parmpp_settings(verifier, max_rounds: int, reflect_judge: str = "reflector", select: str = "last"):
@@ -308,6 +320,7 @@ def generate_cmd(
     max_rounds: int = _ROUNDS_OPT,
     reflect_judge: str = _REFLECT_JUDGE_OPT,
     select: str = _SELECT_OPT,
+    keep: int | None = _KEEP_OPT,
     trace: bool = typer.Option(False, "--trace", help="Write trace.json and an HTML view of every step."),
     device: str = _DEVICE_OPT,
     dtype: str = _DTYPE_OPT,
@@ -323,6 +336,7 @@ def generate_cmd(
         meta = _prompt_meta(prompt, model, strategy)
         _positive("--n", n)
         _positive("--batch-size", batch_size)
+        options = _strategy_options(strategy, keep)
         generator = _load_model(model, _placement(device, dtype))
         seeds = candidate_seeds(image_seed(seed, 0, 0), n)
         judge = _judge(judge_device, judge_dtype)
@@ -339,7 +353,9 @@ def generate_cmd(
                 )
             ]
         else:
-            results = run_strategy(strategy, generator, [meta["prompt"]], [seeds], judge_with, record_previews=record)
+            results = run_strategy(
+                strategy, generator, [meta["prompt"]], [seeds], judge_with, record_previews=record, options=options
+            )
         for k, result in enumerate(results):
             save_png(result.image, out / f"{k:04d}.png")
             for cand in result.candidates if save_steps else []:
@@ -370,6 +386,7 @@ def eval_cmd(
     max_rounds: int = _ROUNDS_OPT,
     reflect_judge: str = _REFLECT_JUDGE_OPT,
     select: str = _SELECT_OPT,
+    keep: int | None = _KEEP_OPT,
     detector: str = typer.Option("shapes", "--detector", help=_DETECTOR_HELP + " Scores the run; the oracle uses it."),
     clip: str | None = typer.Option(None, "--clip", help=_CLIP_HELP),
     device: str = _DEVICE_OPT,
@@ -393,6 +410,7 @@ def eval_cmd(
         _positive("--images-per-prompt", images_per_prompt)
         _positive("--batch-size", batch_size)
         _positive("--n", n)
+        options = _strategy_options(strategy, keep)
         place = _placement(device, dtype)
         scorer = _detector(detector, clip, _placement(device, "fp32")) if detector != "shapes" else ShapesDetector()
         generator = _load_model(model, place)
@@ -412,6 +430,7 @@ def eval_cmd(
                 n,
                 judge_with,
                 on_progress=lambda k: bar.advance(task, k),
+                options=options,
             )
         _, summary = score_folder(out, scorer, progress=_progress("scoring"))
         summary["compute"] = {
@@ -419,7 +438,7 @@ def eval_cmd(
             "verifier_calls": compute["verifier_calls"],
             "wall_seconds": round(compute["wall_seconds"], 3),
         }
-        summary.update({"model": model, "strategy": strategy, "n": n, "seed": seed})
+        summary.update({"model": model, "strategy": strategy, "n": n, "seed": seed, **options})
         if strategy.startswith("parm++"):
             summary.update({"max_rounds": max_rounds, "reflect_judge": reflect_judge, "select": select})
         write_text_atomic(out / SUMMARY_FILE, json.dumps(summary, indent=2) + "\n")

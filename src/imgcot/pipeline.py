@@ -61,11 +61,14 @@ def eval_generate(
     n: int = 1,
     verifier: object | None = None,
     on_progress: Callable[[int], None] | None = None,
+    options: dict | None = None,
 ) -> dict:
     """Generate into GenEval layout with a search strategy, skipping prompts already finished.
 
     Image k of prompt i is the strategy's choice among the N candidates `candidate_seeds(image_seed(seed, i, k), N)`;
-    candidates of several prompts share each batch (about `batch_size` rows). Returns the accumulated compute.
+    candidates of several prompts share each batch (about `batch_size` rows); `options` go to the strategy (parm:
+    keep).
+    Returns the accumulated compute.
     """
     root.mkdir(parents=True, exist_ok=True)
     compute = _load_compute(root)
@@ -77,7 +80,7 @@ def eval_generate(
         chunk = todo[start : start + per_chunk]
         prompts = [metas[i]["prompt"] for i in chunk for _ in range(images_per_prompt)]
         seeds = [candidate_seeds(image_seed(seed, i, k), n) for i in chunk for k in range(images_per_prompt)]
-        results = run_strategy(strategy, generator, prompts, seeds, verifier)
+        results = run_strategy(strategy, generator, prompts, seeds, verifier, options=options)
         for j, i in enumerate(chunk):
             folder = prompt_dir(root, i)
             for k in range(images_per_prompt):

@@ -163,8 +163,9 @@ def _step_cell(c: CandidateTrace, step: int, judgment: Judgment | None, preview:
         if judgment.kept:
             classes.append("kept")
             body += '<div class="keptmark">&#9733; kept</div>'
-    if "pruned" in classes:
-        body += '<div class="mark">&#9986; pruned</div>'
+    if "pruned" in classes:  # a promising path pruned was over PARM's keep limit (search/parm.py)
+        over = judgment is not None and judgment.potential is not None and judgment.potential >= 0.5
+        body += f'<div class="mark">&#9986; pruned{" (over keep)" if over else ""}</div>'
     return f'<td class="{" ".join(classes)}">{body}</td>'
 
 

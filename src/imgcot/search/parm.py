@@ -7,6 +7,9 @@ judges the image and truncating saves nothing):
   3. rows with potential < 0.5 are truncated: removed from the batch, so they cost no more forward passes.
 Before `first_clarity_step(verifier, T)` no clarity question is asked: a verifier whose clarity rule cannot call
 those steps clear (the paper's fixed rule: steps before 10 of 18 are unclear) would only answer "no", at a cost.
+With `keep` (beyond the paper) at most `keep` promising paths per prompt go on: at each gate the newly promising
+rows are ranked by potential and those past the prompt's remaining room are truncated too, which bounds the forward
+passes at about g + (1 - g) * keep / N of best-of-N for a gate after fraction g of the steps.
 Survivors (rows judged promising, or never judged clear) decode to the end and the outcome question picks the
 best of them (best-of-N'; with one survivor there is nothing to ask). A prompt with no survivor returns its
 pruned path whose potential had the lowest probability of "no": that path resumes from its snapshot and is
@@ -37,15 +40,19 @@ def parm(
     verifier: ParmVerifier,
     *,
     record_previews: bool = False,
+    keep: int | None = None,
 ) -> list[SearchResult]:
+    if keep is not None and keep < 1:
+        raise ValueError(f"keep must be >= 1 (or None: every promising path), got {keep}")
     track = Tracker("parm", generator, prompts, seeds, record_previews)
     rows = track.start([(p, k) for p, row in enumerate(seeds) for k in range(len(row))])
     unjudged, pruned = set(rows.keys), []
+    room = [keep if keep is not None else len(row) for row in seeds]  # promising paths each prompt may still keep
     first = first_clarity_step(verifier, generator.num_steps)
     while rows.keys and not generator.is_done(rows.state):
         rows = track.step(rows)
         if not generator.is_done(rows.state) and rows.state.step >= first:
-            rows, cut = _gate_and_prune(track, verifier, rows, unjudged)
+            rows, cut = _gate_and_prune(track, verifier, rows, unjudged, room)
             pruned += [cut] if cut.keys else []
     images = track.decode(rows) if rows.keys else None
     chosen, finals = _best_of_survivors(track, verifier, rows, images)
@@ -59,8 +66,11 @@ def first_clarity_step(verifier: object, num_steps: int) -> int:
     return max(1, int(rule(num_steps))) if rule is not None else 1
 
 
-def _gate_and_prune(track: Tracker, verifier: StepVerifier, rows: Rows, unjudged: set[Key]) -> tuple[Rows, Rows]:
-    """Ask clarity (and, when clear, potential) of unjudged rows; split rows into (kept, truncated)."""
+def _gate_and_prune(
+    track: Tracker, verifier: StepVerifier, rows: Rows, unjudged: set[Key], room: list[int]
+) -> tuple[Rows, Rows]:
+    """Ask clarity (and, when clear, potential) of unjudged rows; split rows into (kept, truncated). A prompt's
+    newly promising rows beyond its `room` (ranked by potential, ties to the lower index) are truncated too."""
     asked = [i for i, key in enumerate(rows.keys) if key in unjudged]
     if not asked:
         return rows, rows.select([])
@@ -68,7 +78,7 @@ def _gate_and_prune(track: Tracker, verifier: StepVerifier, rows: Rows, unjudged
     score = track.judge(verifier, sub)
     clarity, potential = floats(score.clarity), floats(score.potential)
     track.ask(sub.keys)  # the clarity question
-    hopeless = set()
+    hopeless, promising = set(), {}
     for key, c, pot in zip(sub.keys, clarity, potential, strict=True):
         judgment = track.trace(key).judgment(rows.state.step)
         judgment.clarity = float(c)
@@ -78,7 +88,14 @@ def _gate_and_prune(track: Tracker, verifier: StepVerifier, rows: Rows, unjudged
             unjudged.discard(key)
             if pot < THRESHOLD:
                 hopeless.add(key)
-                track.trace(key).pruned_at = rows.state.step
+            else:
+                promising[key] = pot
+    for p in {key[0] for key in promising}:
+        ranked = sorted((key for key in promising if key[0] == p), key=lambda key: (-promising[key], key[1]))
+        hopeless.update(ranked[room[p] :])
+        room[p] -= min(room[p], len(ranked))
+    for key in hopeless:
+        track.trace(key).pruned_at = rows.state.step
     keep = [i for i, key in enumerate(rows.keys) if key not in hopeless]
     cut = [i for i, key in enumerate(rows.keys) if key in hopeless]
     return rows.select(keep), rows.select(cut)

@@ -70,9 +70,11 @@ def run_strategy(
     *,
     record_previews: bool = False,
     prompts_per_batch: int | None = None,
+    options: dict | None = None,
 ) -> list[SearchResult]:
     """Run strategy `name` over prompts (seeds[i]: the N candidate seeds of prompt i), `prompts_per_batch`
-    prompts at a time (all their candidates share one batch); results are the same for any batching."""
+    prompts at a time (all their candidates share one batch); results are the same for any batching.
+    `options`: the strategy's own keyword settings (parm: keep)."""
     strategy = get_strategy(name)
     if strategy.verifier is not None and verifier is None:
         raise ValueError(f"strategy {name!r} needs a verifier (role {strategy.verifier!r})")
@@ -82,7 +84,7 @@ def run_strategy(
     results = []
     for start in range(0, len(prompts), chunk):
         part = strategy.run(generator, prompts[start : start + chunk], seeds[start : start + chunk], verifier,
-                            record_previews=record_previews)  # fmt: skip
+                            record_previews=record_previews, **(options or {}))  # fmt: skip
         for result in part:
             result.strategy = name
         results.extend(part)

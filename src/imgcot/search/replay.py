@@ -109,27 +109,37 @@ def choose_best_of_n(slot: SlotRecord, n: int, scores: np.ndarray) -> Choice:
     return Choice(k, bool(slot.correct[k]), int(slot.forwards[:n, -1].sum()), n if n > 1 else 0)
 
 
-def choose_parm(slot: SlotRecord, n: int, judge_name: str, outcome: np.ndarray, first_step: int = 1) -> Choice:
-    """PARM's rule (search/parm.py) replayed: clarity gate from `first_step` on, potential once, truncate,
-    best-of-N' on survivors."""
+def choose_parm(
+    slot: SlotRecord, n: int, judge_name: str, outcome: np.ndarray, first_step: int = 1, keep: int | None = None
+) -> Choice:
+    """PARM's rule (search/parm.py) replayed: clarity gate from `first_step` on, potential once, truncate (and,
+    with `keep`, truncate promising paths beyond the `keep` highest potentials), best-of-N' on survivors."""
     clarity, potential = slot.clarity[judge_name], slot.potential[judge_name]
     forwards, calls, survivors, pruned = 0, 0, [], {}
     asked = max(0, clarity.shape[1] - first_step + 1)  # steps at which clarity is asked of an unjudged row
+    promising: dict[int, list[int]] = {}  # step -> paths judged clear and promising at that step
     for k in range(n):
         clear = np.nonzero(clarity[k, first_step - 1 :] >= THRESHOLD)[0]
         if len(clear) == 0:  # never clear: asked at every step from first_step, decoded to the end
             calls += asked
             survivors.append(k)
-            forwards += int(slot.forwards[k, -1])
             continue
         step = int(clear[0]) + first_step  # steps are 1-based
         calls += step - first_step + 2  # clarity at steps first_step..step, potential once
         if potential[k, step - 1] < THRESHOLD:
             pruned[k] = step
-            forwards += int(slot.forwards[k, step])
         else:
-            survivors.append(k)
-            forwards += int(slot.forwards[k, -1])
+            promising.setdefault(step, []).append(k)
+    kept = 0
+    for step in sorted(promising):
+        ranked = sorted(promising[step], key=lambda j: (-potential[j, step - 1], j))
+        room = len(ranked) if keep is None else max(0, keep - kept)
+        survivors += ranked[:room]
+        pruned.update({j: step for j in ranked[room:]})
+        kept += min(room, len(ranked))
+    survivors.sort()
+    forwards += sum(int(slot.forwards[k, -1]) for k in survivors)
+    forwards += sum(int(slot.forwards[k, step]) for k, step in pruned.items())
     if len(survivors) > 1:
         calls += len(survivors)
         k = survivors[_argmax(outcome[survivors])]
