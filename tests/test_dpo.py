@@ -346,6 +346,24 @@ def test_iterative_rounds_resume_and_end_in_a_generator_folder(tiny, tmp_path) -
     blind = replace(config, pairs=replace(config.pairs, guide_rank="blind-spots"))
     with pytest.raises(ValueError, match="other settings"):
         iterate_dpo(str(folder), PROMPTS, tmp_path / "it", blind, ScriptedVerifier(), guide=ScriptedVerifier(0.05))
+    fewer = (str(folder), PROMPTS, tmp_path / "it", replace(config, rounds=1), ScriptedVerifier())
+    with pytest.raises(ValueError, match="already holds 2 rounds"):
+        iterate_dpo(*fewer, guide=ScriptedVerifier(0.05))
+
+
+def test_more_rounds_extend_a_finished_run_exactly(tiny, tmp_path) -> None:
+    """Two rounds, then --rounds 3 on the same folder, equal three rounds in one go."""
+    _, folder = tiny["maskgit"]
+    config = IterateConfig(rounds=2, pairs=PairConfig(images_per_prompt=4, batch_size=12),
+                           dpo=DPOConfig(lr=1e-3, steps=2, batch_size=2))  # fmt: skip
+    three = replace(config, rounds=3)
+    iterate_dpo(str(folder), PROMPTS, tmp_path / "a", config, ScriptedVerifier())
+    seen = []
+    extended = iterate_dpo(str(folder), PROMPTS, tmp_path / "a", three, ScriptedVerifier(),
+                           on_round=lambda r, rec: seen.append(r))  # fmt: skip
+    assert seen == [3]
+    whole = iterate_dpo(str(folder), PROMPTS, tmp_path / "b", three, ScriptedVerifier())
+    assert all(torch.equal(v, weights_of(whole.model)[k]) for k, v in weights_of(extended.model).items())
 
 
 # --- commands ------------------------------------------------------------------------------------------------------

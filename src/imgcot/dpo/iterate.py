@@ -41,6 +41,13 @@ def round_configs(config: IterateConfig, r: int) -> tuple[PairConfig, DPOConfig]
     return pairs, replace(config.dpo, seed=config.dpo.seed + r)
 
 
+def same_run(saved: dict, settings: dict) -> bool:
+    """Equal settings but perhaps the number of rounds: a round's settings do not depend on how many follow
+    (round_configs), so asking for more rounds extends a finished run exactly."""
+    drop = lambda d: {**d, "config": {k: v for k, v in d["config"].items() if k != "rounds"}}  # noqa: E731
+    return drop(saved) == drop(settings)
+
+
 def with_defaults(saved: dict, defaults: dict) -> dict:
     """`saved` with the keys it lacks filled from `defaults` (nested): a run written before a setting existed
     resumes when the new setting keeps its default."""
@@ -75,9 +82,11 @@ def iterate_dpo(
     rounds: list[dict] = []
     if state_path.is_file():
         saved = json.loads(state_path.read_text())
-        if with_defaults(saved["settings"], {"config": asdict(IterateConfig())}) != settings:
+        if not same_run(with_defaults(saved["settings"], {"config": asdict(IterateConfig())}), settings):
             raise ValueError(f"{out} holds an iterative DPO run with other settings; choose another --out")
         rounds = saved["rounds"]
+        if len(rounds) > config.rounds:
+            raise ValueError(f"{out} already holds {len(rounds)} rounds; ask for --rounds >= {len(rounds)}")
     done = len(rounds)  # rounds finished earlier: resume from the last one's model
     base_model = load_generator(str(base), placement) if done == 0 or config.reference == "base" else None
     current = base_model
