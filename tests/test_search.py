@@ -9,7 +9,7 @@ import torch
 from imgcot.core import GenState, StepScore
 from imgcot.generators.run import generate
 from imgcot.search import STRATEGIES, candidate_seeds, get_strategy, run_strategy, total_compute
-from imgcot.trace_html import trace_dict
+from imgcot.trace_html import trace_dict, trace_html
 from imgcot.verifiers import Combined, OracleVerifier
 from imgcot.worlds.shapes.scenes import Scene, SceneObject, render
 from tiny import tiny_generator
@@ -218,6 +218,8 @@ def test_parm_keep_truncates_promising_paths_beyond_the_limit(keep, survive):
     assert r.chosen == max(survive)  # the outcome question picks among the survivors only
     assert [c.outcome is not None for c in r.candidates] == [k in survive and len(survive) > 1 for k in range(5)]
     assert all(st <= 2 for st, s in judge.log if s not in survive)  # a truncated path is never judged again
+    marks = trace_html([r]).count("pruned (over keep)")
+    assert marks == 5 - len(survive)  # the trace says why a promising path was truncated
 
 
 def test_parm_keep_must_be_positive():
