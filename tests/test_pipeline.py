@@ -96,6 +96,24 @@ def test_eval_parm_keep_is_recorded_and_bounds_the_compute(model_dir, tmp_path):
     assert 0 < spent[1] <= spent[None]
 
 
+def test_a_run_resumes_only_with_its_own_settings(model_dir, tmp_path):
+    from imgcot.generators.maskgit import MaskGITGenerator
+
+    gen, out = MaskGITGenerator.from_pretrained(model_dir), tmp_path / "run"
+    eval_generate(gen, _metas()[:1], out, images_per_prompt=1, seed=3, batch_size=4)
+    eval_generate(gen, _metas(), out, images_per_prompt=1, seed=3, batch_size=2)  # same settings: resumes
+    assert all(finished(prompt_folder(out, i), 1) for i in range(3))
+    with pytest.raises(ValueError, match="other settings"):
+        eval_generate(gen, _metas(), out, images_per_prompt=1, seed=4, batch_size=4)
+    prompts = tmp_path / "p.jsonl"
+    prompts.write_text("".join(json.dumps(m) + "\n" for m in _metas()))
+    args = ["eval", "--prompts", str(prompts), "--out", str(out), "--model", str(model_dir)]
+    args += ["--images-per-prompt", "1"]
+    result = CliRunner().invoke(app, [*args, "--seed", "3"])
+    assert result.exit_code != 0 and "other settings" in result.stderr  # the CLI also names the model
+    assert result.stderr.strip().count("\n") == 0 and result.stderr.startswith("error:")
+
+
 def test_generate_same_seed_gives_identical_png_bytes_and_step_images(model_dir, tmp_path):
     runner = CliRunner()
     for name in ("a", "b"):

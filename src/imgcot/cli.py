@@ -400,7 +400,7 @@ def eval_cmd(
     from rich.progress import Progress
 
     from .geneval.spec import read_metadata
-    from .pipeline import eval_generate
+    from .pipeline import claim_run, eval_generate, run_settings
 
     with _user_errors():
         if detector != "shapes" and prompts is None:
@@ -417,6 +417,12 @@ def eval_cmd(
         judge = _judge(judge_device, judge_dtype)
         judge_with = _strategy_verifier(strategy, verifier, entries, scorer, judge, generator)
         judge_with = _parmpp_settings(judge_with, max_rounds, reflect_judge, select)
+        reflection = {}
+        if strategy.startswith("parm++"):
+            reflection = {"max_rounds": max_rounds, "reflect_judge": reflect_judge, "select": select}
+        describe = {"model": model, "verifier": verifier, **reflection}
+        out.mkdir(parents=True, exist_ok=True)
+        claim_run(out, run_settings(strategy, n, seed, images_per_prompt, options, describe))  # before any bar
         with Progress(console=_stderr, transient=True) as bar:
             task = bar.add_task(f"{strategy} N={n}", total=len(entries))
             compute = eval_generate(
@@ -431,6 +437,7 @@ def eval_cmd(
                 judge_with,
                 on_progress=lambda k: bar.advance(task, k),
                 options=options,
+                describe=describe,
             )
         _, summary = score_folder(out, scorer, progress=_progress("scoring"))
         summary["compute"] = {
@@ -439,8 +446,7 @@ def eval_cmd(
             "wall_seconds": round(compute["wall_seconds"], 3),
         }
         summary.update({"model": model, "strategy": strategy, "n": n, "seed": seed, **options})
-        if strategy.startswith("parm++"):
-            summary.update({"max_rounds": max_rounds, "reflect_judge": reflect_judge, "select": select})
+        summary.update(reflection)
         write_text_atomic(out / SUMMARY_FILE, json.dumps(summary, indent=2) + "\n")
     typer.echo(format_summary(summary))
     typer.echo(

@@ -50,6 +50,23 @@ def _save_compute(root: Path, compute: dict) -> None:
     write_text_atomic(root / "compute.json", json.dumps(compute))
 
 
+def run_settings(
+    strategy: str, n: int, seed: int, images_per_prompt: int, options: dict | None, describe: dict | None
+) -> dict:
+    """What decides a run's images (not the batch size: results do not depend on it), as run.json records it."""
+    settings = {"strategy": strategy, "n": n, "seed": seed, "images_per_prompt": images_per_prompt}
+    return {**settings, "options": options or {}, **(describe or {})}
+
+
+def claim_run(root: Path, settings: dict) -> None:
+    """Record what a run generates with (run.json); refuse to resume it with other settings, which would mix images
+    made two ways in one folder. A folder from before run.json existed is claimed as it is."""
+    path = root / "run.json"
+    if path.is_file() and json.loads(path.read_text()) != settings:
+        raise ValueError(f"{root} holds a run made with other settings ({path}); rerun with them or use another --out")
+    write_text_atomic(path, json.dumps(settings, indent=1) + "\n")
+
+
 def eval_generate(
     generator: StepwiseGenerator,
     metas: list[Metadata],
@@ -62,15 +79,17 @@ def eval_generate(
     verifier: object | None = None,
     on_progress: Callable[[int], None] | None = None,
     options: dict | None = None,
+    describe: dict | None = None,
 ) -> dict:
     """Generate into GenEval layout with a search strategy, skipping prompts already finished.
 
     Image k of prompt i is the strategy's choice among the N candidates `candidate_seeds(image_seed(seed, i, k), N)`;
     candidates of several prompts share each batch (about `batch_size` rows); `options` go to the strategy (parm:
-    keep).
-    Returns the accumulated compute.
+    keep). A rerun resumes only with the same settings (the ones above but the batch size, plus `describe`, e.g.
+    the model and verifier names). Returns the accumulated compute.
     """
     root.mkdir(parents=True, exist_ok=True)
+    claim_run(root, run_settings(strategy, n, seed, images_per_prompt, options, describe))
     compute = _load_compute(root)
     todo = [i for i in range(len(metas)) if not finished(prompt_dir(root, i), images_per_prompt)]
     if on_progress:
