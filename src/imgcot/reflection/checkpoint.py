@@ -11,14 +11,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..train.state import (
-    module_tensors,
-    optimizer_tensors,
-    read_state,
-    restore_modules,
-    restore_optimizer,
-    write_state,
-)
+from ..train.state import read_state, restore_training, save_training
 
 
 def save_state(
@@ -26,7 +19,7 @@ def save_state(
 ) -> None:
     meta = {"step": step, "seconds": seconds, "config": asdict(cfg), "numpy": rng.bit_generator.state,
             "torch": gen.get_state().tolist()}  # fmt: skip
-    write_state(folder, {**module_tensors(modules), **optimizer_tensors(optimizer)}, meta)
+    save_training(folder, modules, optimizer, meta)
 
 
 def load_state(
@@ -36,8 +29,7 @@ def load_state(
     saved, now = meta["config"], json.loads(json.dumps(asdict(cfg)))
     if {**saved, "minutes": None} != {**now, "minutes": None}:
         raise ValueError(f"{folder}: the checkpoint was trained with another config; use a new output folder")
-    restore_modules(modules, tensors)
-    restore_optimizer(optimizer, tensors)
+    restore_training(modules, optimizer, tensors)
     rng.bit_generator.state = meta["numpy"]
     gen.set_state(torch.tensor(meta["torch"], dtype=torch.uint8))
     return meta["step"], meta["seconds"]

@@ -26,15 +26,7 @@ from ..nn.tokenizer import PatchTokenizer
 from ..nn.transformer import Transformer, TransformerConfig
 from ..worlds.shapes.text import WORDS, null_prompts
 from .data import token_batch
-from .state import (
-    has_state,
-    module_tensors,
-    optimizer_tensors,
-    read_state,
-    restore_modules,
-    restore_optimizer,
-    write_state,
-)
+from .state import has_state, read_state, restore_training, save_training
 
 GENERATORS = {"maskgit": MaskGITGenerator, "ar": RasterGenerator}
 
@@ -113,14 +105,13 @@ def build_generator(cfg: TrainConfig, tokenizer: PatchTokenizer, decoding: Decod
 
 def _save_training_state(folder: Path, model, ema, optimizer, step: int, rng_state: dict, cfg: TrainConfig) -> None:
     """Model, EMA and AdamW moments as safetensors, counters as JSON; written atomically."""
-    tensors = {**module_tensors({"model": model, "ema": ema}), **optimizer_tensors(optimizer)}
-    write_state(folder, tensors, {"step": step, "rng": rng_state, "config": asdict(cfg)})
+    meta = {"step": step, "rng": rng_state, "config": asdict(cfg)}
+    save_training(folder, {"model": model, "ema": ema}, optimizer, meta)
 
 
 def _load_training_state(folder: Path, model, ema, optimizer) -> tuple[int, dict]:
     tensors, meta = read_state(folder)
-    restore_modules({"model": model, "ema": ema}, tensors)
-    restore_optimizer(optimizer, tensors)
+    restore_training({"model": model, "ema": ema}, optimizer, tensors)
     return meta["step"], meta["rng"]
 
 

@@ -53,6 +53,21 @@ def write_state(folder: Path, tensors: dict[str, torch.Tensor], meta: dict) -> N
     write_text_atomic(folder / META, json.dumps(meta))
 
 
+def save_training(
+    folder: Path, modules: dict[str, torch.nn.Module], optimizer: torch.optim.Optimizer, meta: dict
+) -> None:
+    """A training loop's checkpoint: its modules' weights and the optimizer's moments, with `meta` beside them."""
+    write_state(folder, {**module_tensors(modules), **optimizer_tensors(optimizer)}, meta)
+
+
+def restore_training(
+    modules: dict[str, torch.nn.Module], optimizer: torch.optim.Optimizer, tensors: dict[str, torch.Tensor]
+) -> None:
+    """Load what save_training wrote (read back by read_state) into the modules and the optimizer."""
+    restore_modules(modules, tensors)
+    restore_optimizer(optimizer, tensors)
+
+
 def read_state(folder: Path) -> tuple[dict[str, torch.Tensor], dict]:
     return load_file(str(folder / STATE)), json.loads((folder / META).read_text())
 

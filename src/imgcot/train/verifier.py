@@ -31,15 +31,7 @@ from ..nn.verifier import HEADS, PATCH_CLASSES, PATCH_COLORS, VerifierNet, Verif
 from ..verifiers.data import VerifierData, patch_labels
 from ..verifiers.shapes import ROLE_CLASSES, ROLE_HEADS, ShapesVerifier, ShapesVerifierConfig, run_net
 from ..worlds.shapes.text import encode_prompts, word_labels
-from .state import (
-    has_state,
-    module_tensors,
-    optimizer_tensors,
-    read_state,
-    restore_modules,
-    restore_optimizer,
-    write_state,
-)
+from .state import has_state, read_state, restore_training, save_training
 
 Progress = Callable[[int, int, float, float], None]  # (step, max_steps, loss, minutes)
 
@@ -167,7 +159,7 @@ def grounding_loss(attention: torch.Tensor, target: torch.Tensor) -> torch.Tenso
 # --- checkpoints ------------------------------------------------------------------------------------------------
 def _save_state(folder: Path, net, optimizer, step: int, gen: torch.Generator, seconds: float, cfg) -> None:
     meta = {"step": step, "rng": gen.get_state().tolist(), "seconds": seconds, "config": asdict(cfg)}
-    write_state(folder, {**module_tensors({"model": net}), **optimizer_tensors(optimizer)}, meta)
+    save_training(folder, {"model": net}, optimizer, meta)
 
 
 def _load_state(folder: Path, net, optimizer, gen: torch.Generator, cfg) -> tuple[int, float]:
@@ -178,8 +170,7 @@ def _load_state(folder: Path, net, optimizer, gen: torch.Generator, cfg) -> tupl
     saved["net"] = {**defaults["net"], **saved["net"]}
     if {**saved, "minutes": None} != {**now, "minutes": None}:  # a longer wall budget may resume; nothing else
         raise ValueError(f"{folder}: the checkpoint was trained with another config; use a new output folder")
-    restore_modules({"model": net}, tensors)
-    restore_optimizer(optimizer, tensors)
+    restore_training({"model": net}, optimizer, tensors)
     gen.set_state(torch.tensor(meta["rng"], dtype=torch.uint8))
     return meta["step"], meta["seconds"]
 
