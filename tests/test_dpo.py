@@ -22,7 +22,7 @@ from typer.testing import CliRunner
 from imgcot.cli import app
 from imgcot.dpo.config import LOSS_NAMES, DPOConfig, IterateConfig, PairConfig
 from imgcot.dpo.iterate import iterate_dpo
-from imgcot.dpo.logprob import bind, dpo_logps, draw_masks
+from imgcot.dpo.logprob import bind, dpo_logps, draw_masks, draw_steps, trajectory_logps
 from imgcot.dpo.losses import (
     LOSSES,
     blind_spot_weights,
@@ -37,6 +37,8 @@ from imgcot.dpo.losses import (
 from imgcot.dpo.pairs import Pairs, build_pairs, choose_pairs, read_pairs, training_prompts, write_pairs
 from imgcot.dpo.train import batch_indices, lr_at, pair_guidance, train_dpo
 from imgcot.generators.registry import load_generator
+from imgcot.generators.run import run_recording_order, run_to_end
+from imgcot.sampling import masked_count
 from imgcot.worlds.shapes.benchmark import benchmark_path, load_benchmark
 from tiny import tiny_generator
 
@@ -191,6 +193,52 @@ def test_ar_logprob_is_the_exact_sequence_likelihood(tiny) -> None:
     assert torch.allclose(logps["policy_chosen"], total, atol=1e-3)
 
 
+def test_decoding_order_records_when_each_token_was_committed(tiny) -> None:
+    generator, _ = tiny["maskgit"]
+    state, order = run_recording_order(generator, generator.init(PROMPTS, [3, 4, 5]))
+    assert torch.equal(state.tokens, run_to_end(generator, generator.init(PROMPTS, [3, 4, 5])).tokens)
+    d, n = generator.config.decoding, state.tokens.shape[1]
+    assert int(order.min()) == 0 and int(order.max()) == d.num_steps - 1
+    # the number committed at step s is the schedule's drop in masked tokens
+    masked = [n]
+    for s in range(d.num_steps):
+        masked.append(masked_count(s, d.num_steps, n, masked[-1], d.schedule))
+    expected = [masked[s] - masked[s + 1] for s in range(d.num_steps)]
+    for row in order:
+        assert torch.bincount(row, minlength=d.num_steps).tolist() == expected
+    replay = generator.init(PROMPTS, [3, 4, 5])
+    for s in range(d.num_steps):  # the state before step s holds exactly the tokens committed before s
+        assert torch.equal(replay.tokens != generator.undecided, order < s)
+        replay = generator.step(replay)
+
+
+def test_trajectory_logprob_sums_the_committed_tokens_step_by_step(tiny) -> None:
+    generator, _ = tiny["maskgit"]
+    policy = bind(generator, copy.deepcopy(generator.model))
+    state, order = run_recording_order(generator, generator.init(PROMPTS, [3, 4, 5]))
+    other, other_order = run_recording_order(generator, generator.init(PROMPTS, [6, 7, 8]))
+    t = generator.num_steps
+    by_hand = torch.zeros(3)
+    with torch.no_grad():
+        for s in range(t):  # log p(tokens committed at s | tokens committed before s), one step at a time
+            by_hand += generator.log_prob(PROMPTS, state.tokens, order >= s, order == s)
+    every = torch.arange(t)[:, None].expand(t, 3)
+    logps = trajectory_logps(policy, generator, PROMPTS, state.tokens, other.tokens, (order, other_order), every)
+    assert torch.allclose(logps["ref_chosen"], by_hand, atol=1e-4)
+    assert torch.allclose(logps["policy_chosen"], by_hand, atol=1e-4)
+    assert logps["policy_chosen"].requires_grad and not logps["ref_chosen"].requires_grad
+    assert not torch.allclose(logps["ref_rejected"], by_hand)  # the rejected image's own trajectory
+    # K drawn steps: the sum over those steps scaled by T / K; the same steps for chosen and rejected
+    steps = draw_steps(3, t, 4, torch.Generator().manual_seed(1))
+    assert steps.shape == (4, 3) and all(len(set(col.tolist())) == 4 for col in steps.T)
+    part = trajectory_logps(policy, generator, PROMPTS, state.tokens, other.tokens, (order, other_order), steps)
+    with torch.no_grad():
+        expected = [sum(generator.log_prob(PROMPTS[j : j + 1], tok[j : j + 1], o[j : j + 1] >= s, o[j : j + 1] == s)
+                        for s in steps[:, j].tolist()) * t / 4 for tok, o in ((state.tokens, order),
+                        (other.tokens, other_order)) for j in range(3)]  # fmt: skip
+    assert torch.allclose(torch.cat([part["ref_chosen"], part["ref_rejected"]]), torch.cat(expected), atol=1e-4)
+
+
 # --- pairs ---------------------------------------------------------------------------------------------------------
 def test_choose_pairs_plain_and_guided() -> None:
     labels = torch.tensor([[1.0, 0.0, 1.0, 0.0], [1.0, 1.0, 1.0, 1.0], [0.0, 0.0, 1.0, 0.0]])
@@ -235,6 +283,12 @@ def test_pairs_round_trip_through_parquet(tiny, tmp_path) -> None:
     assert not list(tmp_path.glob(".*tmp"))  # written atomically: no temp file left
     light = read_pairs(path, images=False)
     assert light.chosen_png == [] and torch.equal(light.chosen_tokens, pairs.chosen_tokens)
+    assert torch.equal(back.chosen_order, pairs.chosen_order) and torch.equal(
+        light.rejected_order, pairs.rejected_order
+    )
+    assert int(pairs.chosen_order.max()) == generator.num_steps - 1
+    older = write_pairs(replace(pairs, chosen_order=None, rejected_order=None), tmp_path / "older.parquet")
+    assert "chosen_order" not in pq.read_schema(older).names and read_pairs(older).chosen_order is None
 
 
 # --- training ------------------------------------------------------------------------------------------------------
@@ -257,6 +311,24 @@ def test_steps_change_every_parameter_and_leave_the_reference(tiny, tmp_path, ki
     assert lines[0]["loss"] == pytest.approx(math.log(2), abs=1e-4)  # step 1: policy == reference
     for key in ("rewards/chosen", "rewards/rejected", "rewards/margins", "rewards/accuracies", "logps/chosen"):
         assert key in lines[-1]
+
+
+def test_trajectory_dpo_trains_and_needs_recorded_orders(tiny, tmp_path) -> None:
+    generator, _ = tiny["maskgit"]
+    pairs = build_pairs(generator, PROMPTS, PairConfig(images_per_prompt=4, batch_size=8), ScriptedVerifier())
+    before = weights_of(generator.model)
+    config = DPOConfig(lr=1e-3, steps=2, batch_size=2, warmup=0, logp="trajectory", trajectory_steps=3)
+    aligned = train_dpo(generator, pairs, tmp_path / "run", config)
+    after = weights_of(aligned.model)
+    assert all(not torch.equal(before[k], after[k]) for k in before)
+    first = json.loads((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()[0])
+    assert first["loss"] == pytest.approx(math.log(2), abs=1e-4)
+    with pytest.raises(ValueError, match="no decoding orders"):
+        train_dpo(generator, replace(pairs, chosen_order=None), tmp_path / "old", config)
+    with pytest.raises(ValueError, match="already exact"):
+        train_dpo(tiny["ar"][0], random_pairs(tiny["ar"][0]), tmp_path / "ar", config)
+    with pytest.raises(ValueError, match="unknown log-probability"):
+        DPOConfig(logp="random")
 
 
 class Killed(Exception):
@@ -410,11 +482,13 @@ def _bad_inputs(tmp: Path) -> dict[str, tuple[list[str], str]]:
         "reference": (["dpo", "iterate", "--reference", "mid", "--out", out], "unknown reference"),
         "rounds": (["dpo", "iterate", "--rounds", "0", "--out", out], "--rounds must be >= 1"),
         "rank": (["dpo", "iterate", "--guided", "--guide-rank", "worst", "--out", out], "unknown --guide-rank"),
+        "logp": (["dpo", "iterate", "--logp", "random", "--out", out], "unknown log-probability"),
     }
 
 
 @pytest.mark.parametrize(
-    "name", ["labeler", "k", "benchmark", "prompts", "model", "pairs", "junk", "loss", "reference", "rounds", "rank"]
+    "name",
+    ["labeler", "k", "benchmark", "prompts", "model", "pairs", "junk", "loss", "reference", "rounds", "rank", "logp"],
 )
 def test_cli_bad_input_is_one_error_line(tmp_path, name) -> None:
     args, fragment = _bad_inputs(tmp_path)[name]

@@ -145,6 +145,11 @@ def test_build_pairs_train_and_reload_a_real_model(world, kind, tmp_path):
     trained = train_dpo(base, read_pairs(pairs, images=False), tmp_path / "lib", DPOConfig(steps=1, batch_size=2))
     assert not changed(before, weights_of(base.model))
     assert changed(before, weights_of(trained.model))
+    if kind == "showo":  # the sampler's own trajectory (--logp trajectory) trains Show-o too
+        data = read_pairs(pairs, images=False)
+        assert data.chosen_order is not None and int(data.chosen_order.max()) == base.num_steps - 1
+        traj = train_dpo(base, data, tmp_path / "traj", DPOConfig(steps=1, batch_size=2, logp="trajectory"))
+        assert changed(before, weights_of(traj.model))
 
 
 @pytest.mark.parametrize("kind", ["janus", "showo"])

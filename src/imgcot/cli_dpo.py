@@ -71,6 +71,12 @@ _EPOCHS_OPT = typer.Option(_D_DPO.epochs, "--epochs", help="Passes over the pair
 _BATCH_OPT = typer.Option(_D_DPO.batch_size, "--batch-size", help="Pairs per optimisation step.")
 _WARMUP_OPT = typer.Option(_D_DPO.warmup, "--warmup", help="Warm-up steps (at most a tenth of the run).")
 _DRAWS_OPT = typer.Option(_D_DPO.mask_draws, "--mask-draws", help="Masked model: shared masks averaged.")
+_LOGP_OPT = typer.Option(
+    _D_DPO.logp, "--logp", help="Masked model: masked (random shared masks) or trajectory (its own decoding order)."
+)
+_TRAJ_OPT = typer.Option(
+    _D_DPO.trajectory_steps, "--trajectory-steps", help="--logp trajectory: steps drawn per pair (0: all)."
+)
 _NLL_OPT = typer.Option(_D_DPO.nll_weight, "--nll-weight", help="RPO: + this x the chosen images' NLL per token.")
 _MARGIN_OPT = typer.Option(_D_DPO.margin, "--margin", help="Per-pair margin = MARGIN x verifier score gap.")
 _CKPT_OPT = typer.Option(_D_DPO.checkpoint_every, "--checkpoint-every", help="Steps between checkpoints.")
@@ -243,11 +249,11 @@ def build_pairs_cmd(
 
 
 def _dpo_config(
-    loss, beta, lr, steps, epochs, batch, warmup, draws, weighting, margin, every, seed, nll=0.0
+    loss, beta, lr, steps, epochs, batch, warmup, draws, weighting, margin, every, seed, nll=0.0, logp="masked", traj=0
 ) -> DPOConfig:
     return DPOConfig(loss=loss, beta=beta, lr=lr, steps=steps, epochs=epochs, batch_size=batch, warmup=warmup,
                      mask_draws=draws, weighting=weighting, margin=margin, checkpoint_every=every,
-                     seed=seed, nll_weight=nll)  # fmt: skip
+                     seed=seed, nll_weight=nll, logp=logp, trajectory_steps=traj)  # fmt: skip
 
 
 @dpo_app.command("train")
@@ -266,6 +272,8 @@ def train_cmd(
     batch_size: int = _BATCH_OPT,
     warmup: int = _WARMUP_OPT,
     mask_draws: int = _DRAWS_OPT,
+    logp: str = _LOGP_OPT,
+    trajectory_steps: int = _TRAJ_OPT,
     weighting: str = typer.Option(
         _D_DPO.weighting, "--weighting", help="none, gap (verifier score gap) or blind (its score of the rejected)."
     ),
@@ -285,7 +293,7 @@ def train_cmd(
 
     with _errors():
         config = _dpo_config(loss, beta, lr, steps, epochs, batch_size, warmup, mask_draws, weighting, margin,
-                             checkpoint_every, seed, nll_weight)  # fmt: skip
+                             checkpoint_every, seed, nll_weight, logp, trajectory_steps)  # fmt: skip
         place = _placement(device, dtype)
         data = read_pairs(pairs, images=False)
         generator = load_generator(model, place)
@@ -325,6 +333,8 @@ def iterate_cmd(
     batch_size: int = _BATCH_OPT,
     warmup: int = _WARMUP_OPT,
     mask_draws: int = _DRAWS_OPT,
+    logp: str = _LOGP_OPT,
+    trajectory_steps: int = _TRAJ_OPT,
     margin: float = _MARGIN_OPT,
     nll_weight: float = _NLL_OPT,
     checkpoint_every: int = _CKPT_OPT,
@@ -345,8 +355,8 @@ def iterate_cmd(
         pair_cfg = _pair_config(n_prompts, images_per_prompt, sample_seed, sample_batch_size, exclude_benchmark,
                                 prompt_seed, pairs_per_prompt, threshold, guide_rank)  # fmt: skip
         weighting = ("gap" if guide_rank == "clearest" else "blind") if guided else "none"
-        dpo_cfg = _dpo_config(loss, beta, lr, steps, epochs, batch_size, warmup, mask_draws,
-                              weighting, margin, checkpoint_every, seed, nll_weight)  # fmt: skip
+        dpo_cfg = _dpo_config(loss, beta, lr, steps, epochs, batch_size, warmup, mask_draws, weighting, margin,
+                              checkpoint_every, seed, nll_weight, logp, trajectory_steps)  # fmt: skip
         config = IterateConfig(rounds, reference, pair_cfg, dpo_cfg)
         place, loader = _placement(device, dtype), _judge(judge_device, judge_dtype)
         metas = _metas(prompts, n_prompts, prompt_seed, exclude_benchmark, is_hf_model(model))

@@ -14,6 +14,7 @@ LOSS_NAMES = ("sigmoid", "ipo", "hinge")  # losses.LOSSES holds the functions, i
 WEIGHTINGS = ("none", "gap", "blind")
 GUIDE_RANKS = ("clearest", "blind-spots")
 REFERENCES = ("round", "base")
+LOGPS = ("masked", "trajectory")  # masked-token model: random shared masks, or the sampler's own decoding order
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,8 @@ class DPOConfig:
     weight_decay: float = 0.0
     clip: float = 1.0
     mask_draws: int = 1  # masked-token generator: shared-mask estimates averaged per log-probability
+    logp: str = "masked"  # masked-token generator: "masked" (the paper's estimate) or "trajectory" (beyond it)
+    trajectory_steps: int = 0  # "trajectory": decoding steps drawn per pair and update (0: all of them, exact)
     # verifier-guided DPO: "gap" weighs a pair by the verifier's score gap, "blind" by its score of the rejected image
     weighting: str = "none"
     margin: float = 0.0  # per-pair margin = margin * score gap, in reward units (verifier-guided DPO)
@@ -62,14 +65,17 @@ class DPOConfig:
     def __post_init__(self) -> None:
         if self.loss not in LOSS_NAMES:
             raise ValueError(f"unknown DPO loss {self.loss!r}; known: {', '.join(LOSS_NAMES)}")
+        if self.logp not in LOGPS:
+            raise ValueError(f"unknown log-probability {self.logp!r}; known: {', '.join(LOGPS)}")
         if self.weighting not in WEIGHTINGS:
             raise ValueError(f"unknown weighting {self.weighting!r}; known: {', '.join(WEIGHTINGS)}")
         for name in ("batch_size", "mask_draws", "checkpoint_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.steps < 0 or self.warmup < 0 or not self.epochs > 0:
+        if self.steps < 0 or self.warmup < 0 or self.trajectory_steps < 0 or not self.epochs > 0:
             raise ValueError(
-                f"steps and warmup must be >= 0 and epochs > 0, got {self.steps}, {self.warmup}, {self.epochs}"
+                "steps, warmup and trajectory steps must be >= 0 and epochs > 0, got "
+                f"{self.steps}, {self.warmup}, {self.trajectory_steps}, {self.epochs}"
             )
         if not self.beta > 0 or not self.lr > 0:
             raise ValueError(f"beta and lr must be > 0, got beta={self.beta}, lr={self.lr}")

@@ -5,6 +5,11 @@ masked-position estimate, the sum of log p(true token) over masked positions fro
 unmasked rest (MaskGITGenerator.log_prob with a mask). One mask per pair is shared by the chosen and the rejected
 sample and by the policy and the reference, which cancels most of the estimate's variance in the DPO log-ratio
 (the reference code drew the four masks independently). Several draws can be averaged.
+
+Beyond the paper, the masked-token model can also score the sampler's own trajectory (`logp="trajectory"`): the sum
+over decoding steps s of log p(tokens committed at s | tokens committed before s), read from the decoding order the
+pairs record. Random masks show the model states its sampler never visits (confidence decides what is committed
+first); the trajectory scores exactly the decisions that made the chosen and the rejected image.
 """
 
 from __future__ import annotations
@@ -59,6 +64,47 @@ def pair_logps(
     }
 
 
+def draw_steps(batch: int, num_steps: int, draws: int, gen: torch.Generator) -> torch.Tensor:
+    """(draws, batch) decoding steps: per pair `draws` distinct steps of 0..T-1, uniformly (all T when draws >= T)."""
+    return torch.rand(batch, num_steps, generator=gen).argsort(-1)[:, : min(draws, num_steps)].T
+
+
+def trajectory_logps(
+    policy: TokenGenerator,
+    reference: TokenGenerator,
+    prompts: list[str],
+    chosen: torch.Tensor,
+    rejected: torch.Tensor,
+    orders: tuple[torch.Tensor, torch.Tensor],
+    steps: torch.Tensor,
+) -> dict[str, torch.Tensor]:
+    """(B,) trajectory log-probs: for each pair the steps in `steps` (K, B), shared by chosen and rejected, policy
+    and reference; at step s the input keeps the tokens committed before s and scores those committed at s. The sum
+    is scaled by T / K, an unbiased estimate of the whole trajectory's log-probability (exact when K = T).
+    All K x 2B rows run as one forward pass per model."""
+    k, b = steps.shape
+    step = steps.reshape(-1)[:, None]  # row r = k_i * B + j holds pair j at its k_i-th drawn step
+
+    def rows(tokens: torch.Tensor, order: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        order = order.repeat(k, 1)
+        return tokens.repeat(k, 1), order >= step, order == step
+
+    (tc, mc, sc), (tr, mr, sr) = rows(chosen, orders[0]), rows(rejected, orders[1])
+    tokens, masks, scored = torch.cat([tc, tr]), torch.cat([mc, mr]), torch.cat([sc, sr])
+    texts = list(prompts) * (2 * k)
+    policy_logp = policy.log_prob(texts, tokens, masks, scored)
+    with torch.no_grad():
+        ref_logp = reference.log_prob(texts, tokens, masks, scored)
+    scale = policy.num_steps / k
+
+    def per_pair(values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        both = values.reshape(2, k, b).sum(1) * scale
+        return both[0], both[1]
+
+    (pc, pr), (rc, rr) = per_pair(policy_logp), per_pair(ref_logp)
+    return {"policy_chosen": pc, "policy_rejected": pr, "ref_chosen": rc, "ref_rejected": rr}
+
+
 def dpo_logps(
     policy: TokenGenerator,
     reference: TokenGenerator,
@@ -68,9 +114,13 @@ def dpo_logps(
     gen: torch.Generator,
     mask_draws: int = 1,
     ref_cache: tuple[torch.Tensor, torch.Tensor] | None = None,
+    orders: tuple[torch.Tensor, torch.Tensor] | None = None,
+    trajectory_steps: int = 0,
 ) -> dict[str, torch.Tensor]:
     """Exact log-likelihoods for a causal generator (reference values from `ref_cache` (chosen, rejected) when
-    given: they do not change during training); otherwise the mean over `mask_draws` shared-mask estimates."""
+    given: they do not change during training); with `orders` (chosen, rejected decoding orders) the trajectory
+    estimate over `trajectory_steps` drawn steps (0: every step); otherwise the mean over `mask_draws` shared-mask
+    estimates."""
     if policy.causal and ref_cache is not None:
         policy_logp = policy.log_prob(list(prompts) + list(prompts), torch.cat([chosen, rejected]))
         b = len(prompts)
@@ -82,6 +132,9 @@ def dpo_logps(
         }
     if policy.causal:
         return pair_logps(policy, reference, prompts, chosen, rejected)
+    if orders is not None:
+        steps = draw_steps(len(prompts), policy.num_steps, trajectory_steps or policy.num_steps, gen)
+        return trajectory_logps(policy, reference, prompts, chosen, rejected, orders, steps)
     decoding = policy.config.decoding
     total: dict[str, torch.Tensor] = {}
     for _ in range(mask_draws):

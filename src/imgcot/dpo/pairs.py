@@ -3,8 +3,9 @@ rejected image per prompt (shared/method.md section 4), saved as parquet in TRL'
 
 Columns: `prompt`, `chosen`, `rejected` (PNG bytes), `chosen_score`, `rejected_score` (the labeller's scores),
 `chosen_guide`, `rejected_guide` (the guiding verifier's scores, NaN without one), `chosen_tokens`,
-`rejected_tokens` (the generator's token ids, what DPO trains on). The file's schema metadata (`imgcot`) holds
-the model, labeller, guide and the statistics of the run.
+`rejected_tokens` (the generator's token ids, what DPO trains on), `chosen_order`, `rejected_order` (the step at
+which the sampler committed each token, for trajectory log-probabilities; optional: older files lack them). The
+file's schema metadata (`imgcot`) holds the model, labeller, guide and the statistics of the run.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import torch
 from ..core import OutcomeVerifier
 from ..fileio import png_bytes, write_bytes_atomic
 from ..generators.base import TokenGenerator
-from ..generators.run import run_to_end
+from ..generators.run import run_recording_order
 from ..geneval.spec import TAGS, Metadata
 from ..pipeline import image_seed
 from ..worlds.shapes.benchmark import SEED as BENCHMARK_SEED
@@ -57,6 +58,8 @@ SCHEMA = pa.schema(
         ("rejected_tokens", pa.list_(pa.int32())),
     ]
 )
+ORDER_COLUMNS = ("chosen_order", "rejected_order")
+ORDER_FIELDS = [(name, pa.list_(pa.int16())) for name in ORDER_COLUMNS]
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
 
 
@@ -78,6 +81,8 @@ class Pairs:
     chosen_png: list[bytes] = field(default_factory=list)
     rejected_png: list[bytes] = field(default_factory=list)
     info: dict = field(default_factory=dict)
+    chosen_order: torch.Tensor | None = None  # (P, N) decoding step of each token, or None when not recorded
+    rejected_order: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return len(self.prompts)
@@ -124,17 +129,18 @@ def sample_tokens(
     seeds: list[int],
     batch_size: int = 64,
     progress: Progress | None = None,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Final token maps (B, N) and images (B, H, W, 3) uint8, `batch_size` rows per decoding batch."""
-    tokens, images = [], []
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Final token maps (B, N), images (B, H, W, 3) uint8 and decoding orders (B, N), `batch_size` rows per batch."""
+    tokens, images, orders = [], [], []
     for start in range(0, len(prompts), batch_size):
         part = slice(start, start + batch_size)
-        state = run_to_end(generator, generator.init(prompts[part], seeds[part]))
+        state, order = run_recording_order(generator, generator.init(prompts[part], seeds[part]))
         tokens.append(state.tokens.clone())
         images.append(generator.decode(state))
+        orders.append(order)
         if progress:
             progress("sampling", min(start + batch_size, len(prompts)), len(prompts))
-    return torch.cat(tokens), torch.cat(images)
+    return torch.cat(tokens), torch.cat(images), torch.cat(orders)
 
 
 def score_images(
@@ -195,7 +201,7 @@ def build_pairs(
     rows = [p for p in prompts for _ in range(k)]
     seeds = [image_seed(config.sample_seed, i, j) for i in range(len(prompts)) for j in range(k)]
     start = time.perf_counter()
-    tokens, images = sample_tokens(generator, rows, seeds, config.batch_size, progress)
+    tokens, images, orders = sample_tokens(generator, rows, seeds, config.batch_size, progress)
     sampled = time.perf_counter()
     labels = score_images(labeler, rows, images, progress=progress).view(len(prompts), k)
     guides = None if guide is None else score_images(guide, rows, images, stage="guiding", progress=progress)
@@ -230,6 +236,8 @@ def build_pairs(
         chosen_png=[png_bytes(pixels[i]) for i in index_w.tolist()],
         rejected_png=[png_bytes(pixels[i]) for i in index_l.tolist()],
         info={"config": asdict(config), "stats": stats},
+        chosen_order=orders[index_w],
+        rejected_order=orders[index_l],
     )
 
 
@@ -249,7 +257,11 @@ def write_pairs(pairs: Pairs, path: str | Path) -> Path:
         "chosen_tokens": pairs.chosen_tokens.tolist(),
         "rejected_tokens": pairs.rejected_tokens.tolist(),
     }
-    schema = SCHEMA.with_metadata({"imgcot": json.dumps(pairs.info)})
+    schema = SCHEMA
+    if pairs.chosen_order is not None and pairs.rejected_order is not None:
+        columns.update({"chosen_order": pairs.chosen_order.tolist(), "rejected_order": pairs.rejected_order.tolist()})
+        schema = pa.schema(list(SCHEMA) + [pa.field(n, t) for n, t in ORDER_FIELDS])
+    schema = schema.with_metadata({"imgcot": json.dumps(pairs.info)})
     buffer = io.BytesIO()
     pq.write_table(pa.table(columns, schema=schema), buffer)
     write_bytes_atomic(path, buffer.getvalue())
@@ -267,6 +279,7 @@ def read_pairs(path: str | Path, images: bool = True) -> Pairs:
         if missing:
             raise PairsError(f"{path}: not a pairs file (missing columns {', '.join(missing)})")
         wanted = [c for c in COLUMNS if images or c not in ("chosen", "rejected")]
+        wanted += [c for c in ORDER_COLUMNS if c in schema.names]
         table = pq.read_table(path, columns=wanted)
     except (pa.ArrowException, OSError) as err:
         raise PairsError(f"{path}: unreadable parquet ({err})") from None
@@ -275,6 +288,7 @@ def read_pairs(path: str | Path, images: bool = True) -> Pairs:
     info = json.loads(meta) if meta else {}
     try:
         tokens = [_token_tensor(data[c]) for c in COLUMNS[-2:]]
+        orders = [_token_tensor(data[c]) if c in data else None for c in ORDER_COLUMNS]
     except (ValueError, TypeError):
         raise PairsError(f"{path}: token lists of different lengths") from None
     floats = [torch.tensor(data[c], dtype=torch.float64) for c in COLUMNS[3:7]]
@@ -285,6 +299,8 @@ def read_pairs(path: str | Path, images: bool = True) -> Pairs:
         chosen_png=data.get("chosen", []),
         rejected_png=data.get("rejected", []),
         info=info,
+        chosen_order=orders[0],
+        rejected_order=orders[1],
     )
 
 

@@ -88,6 +88,20 @@ def check_pairs(pairs: Pairs, generator: TokenGenerator) -> None:
             raise ValueError(f"pairs hold token ids outside the model's codebook (0..{vocab - 1})")
 
 
+def check_trajectory(pairs: Pairs, generator: TokenGenerator, config: DPOConfig) -> None:
+    """`logp="trajectory"` needs a masked-token generator and pairs that recorded its decoding orders."""
+    if config.logp != "trajectory":
+        return
+    if generator.causal:
+        raise ValueError("--logp trajectory is for masked-token generators; the AR log-likelihood is already exact")
+    if pairs.chosen_order is None or pairs.rejected_order is None:
+        raise ValueError("these pairs hold no decoding orders (built before they were recorded); rebuild them for "
+                         "--logp trajectory")  # fmt: skip
+    top = int(torch.cat([pairs.chosen_order, pairs.rejected_order]).max())
+    if top >= generator.num_steps or int(torch.cat([pairs.chosen_order, pairs.rejected_order]).min()) < 0:
+        raise ValueError(f"the pairs' decoding orders reach step {top}; the model decodes in {generator.num_steps}")
+
+
 def pair_guidance(pairs: Pairs, config: DPOConfig) -> tuple[torch.Tensor | None, torch.Tensor]:
     """Per-pair weights (None: plain DPO) and margins from the verifier's score gap (verifier-guided DPO)."""
     chosen, rejected = pairs.ranking_scores()
@@ -157,6 +171,7 @@ def train_dpo(
     checkpoint/. `reference` must share the generator's kind and tokenizer."""
     out = Path(out)
     check_pairs(pairs, generator)
+    check_trajectory(pairs, generator, config)
     total = config.total_steps(len(pairs))
     policy_model = copy.deepcopy(generator.model).requires_grad_(True)
     policy = bind(generator, policy_model)
@@ -198,6 +213,8 @@ def train_dpo(
             masks,
             config.mask_draws,
             None if ref_cache is None else (ref_cache[0][rows], ref_cache[1][rows]),
+            None if config.logp != "trajectory" else (pairs.chosen_order[rows], pairs.rejected_order[rows]),
+            config.trajectory_steps,
         )
         batch_weights = None if weights is None else weights[rows]
         loss, metrics = dpo_objective(

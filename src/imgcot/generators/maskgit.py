@@ -58,10 +58,17 @@ class MaskGITGenerator(TokenGenerator):
             state.prompts, state.seeds, state.text, tokens, tokens.clone(), start, forwards=list(state.forwards)
         )
 
-    def log_prob(self, prompts: list[str], tokens: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        """Masked-position estimate: sum of log p(true token) over `mask` given the rest (default: all masked)."""
+    def log_prob(
+        self,
+        prompts: list[str],
+        tokens: torch.Tensor,
+        mask: torch.Tensor | None = None,
+        scored: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Masked-position estimate: sum of log p(true token) over `scored` (default: every masked position) given
+        the tokens outside `mask` (default: all masked)."""
         mask = torch.ones_like(tokens, dtype=torch.bool) if mask is None else mask
         inputs = torch.where(mask, torch.full_like(tokens, self.undecided), tokens)
         logits = self.model(self.prompt_ids(prompts), inputs)[0]
         logp = F.log_softmax(logits, -1).gather(-1, tokens[..., None])[..., 0]
-        return (logp * mask).sum(-1)
+        return (logp * (mask if scored is None else scored)).sum(-1)

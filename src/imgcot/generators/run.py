@@ -5,12 +5,25 @@ from __future__ import annotations
 import torch
 
 from ..core import GenState, StepwiseGenerator
+from .base import TokenGenerator
 
 
 def run_to_end(generator: StepwiseGenerator, state: GenState) -> GenState:
     while not generator.is_done(state):
         state = generator.step(state)
     return state
+
+
+def run_recording_order(generator: TokenGenerator, state: GenState) -> tuple[GenState, torch.Tensor]:
+    """Run to the end and return, with the final state, (B, N) the step at which each token was committed: the
+    model's own decoding order (-1 where a token was never committed)."""
+    undecided = generator.undecided
+    order = torch.full(tuple(state.tokens.shape), -1, dtype=torch.long)
+    while not generator.is_done(state):
+        state = generator.step(state)
+        fresh = (order < 0) & (state.tokens.cpu() != undecided)
+        order[fresh] = state.step - 1
+    return state, order
 
 
 def generate(

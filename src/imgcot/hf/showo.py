@@ -316,15 +316,23 @@ class ShowoGenerator:
     def decode(self, state: GenState) -> torch.Tensor:
         return self.tokens_to_images(state.tokens if self.is_done(state) else state.predicted)
 
-    def log_prob(self, prompts: list[str], tokens: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        """Masked-position estimate (DPO): sum of log p(true code) over `mask` (default: all masked) given the rest,
-        from one conditional forward; probabilities over the image codes, as in sampling."""
+    def log_prob(
+        self,
+        prompts: list[str],
+        tokens: torch.Tensor,
+        mask: torch.Tensor | None = None,
+        scored: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Masked-position estimate (DPO): sum of log p(true code) over `scored` (default: every masked position)
+        given the codes outside `mask` (default: all masked), from one conditional forward; probabilities over the
+        image codes, as in sampling."""
         tokens = tokens.to(self.device)
         mask = torch.ones_like(tokens, dtype=torch.bool) if mask is None else mask.to(self.device)
+        scored = mask if scored is None else scored.to(self.device)
         inputs = torch.where(mask, torch.full_like(tokens, self.undecided), tokens)
         logits = self.code_logits(self.prompt_ids(prompts), inputs)
         logp = F.log_softmax(logits, -1).gather(-1, tokens[..., None])[..., 0]
-        return (logp * mask).sum(-1)
+        return (logp * scored).sum(-1)
 
 
 # --- loading helpers ----------------------------------------------------------------------------------------------
