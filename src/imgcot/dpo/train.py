@@ -97,9 +97,10 @@ def check_trajectory(pairs: Pairs, generator: TokenGenerator, config: DPOConfig)
     if pairs.chosen_order is None or pairs.rejected_order is None:
         raise ValueError("these pairs hold no decoding orders (built before they were recorded); rebuild them for "
                          "--logp trajectory")  # fmt: skip
-    top = int(torch.cat([pairs.chosen_order, pairs.rejected_order]).max())
-    if top >= generator.num_steps or int(torch.cat([pairs.chosen_order, pairs.rejected_order]).min()) < 0:
-        raise ValueError(f"the pairs' decoding orders reach step {top}; the model decodes in {generator.num_steps}")
+    orders = torch.cat([pairs.chosen_order, pairs.rejected_order])
+    if int(orders.min()) < 0 or int(orders.max()) >= generator.num_steps:
+        raise ValueError(f"the pairs' decoding orders span steps {int(orders.min())}..{int(orders.max())}; "
+                         f"the model decodes in {generator.num_steps}")  # fmt: skip
 
 
 def pair_guidance(pairs: Pairs, config: DPOConfig) -> tuple[torch.Tensor | None, torch.Tensor]:
