@@ -29,6 +29,7 @@ from imgcot.generators.run import generate, run_to_end
 from imgcot.geneval.score import score_folder
 from imgcot.geneval.spec import dumps, read_metadata
 from imgcot.hf import devices
+from imgcot.hf.gen_common import decode_in_chunks, padded, to_uint8
 from imgcot.hf.geneval_real import (
     COCO_CLASSES,
     GREY,
@@ -108,10 +109,12 @@ def test_janus_preview_stripes_the_rows_not_generated_yet(folders):
 
 
 def test_same_seed_same_image_and_batch_equals_singles(gen):
-    batch = gen.decode(run_to_end(gen, gen.init(PROMPTS, SEEDS)))
+    final = run_to_end(gen, gen.init(PROMPTS, SEEDS))
+    batch = gen.decode(final)
     assert torch.equal(batch, gen.decode(run_to_end(gen, gen.init(PROMPTS, SEEDS))))
     for i in range(3):
         single = run_to_end(gen, gen.init(PROMPTS[i : i + 1], SEEDS[i : i + 1]))
+        assert torch.equal(single.tokens[0], final.tokens[i])  # the same tokens, then the same pixels
         assert torch.equal(gen.decode(single)[0], batch[i])
     other = gen.decode(run_to_end(gen, gen.init(PROMPTS, [s + 1 for s in SEEDS])))
     assert not torch.equal(other, batch)
@@ -161,7 +164,8 @@ def test_janus_cached_decoding_matches_teacher_forcing(folders):
     janus._forward = lambda *a: seen.append(F.log_softmax(forward(*a), -1)) or seen[-1]
     prompts = ["a photo of a red star", "a photo of three hearts and a blue circle"]  # different lengths
     final = run_to_end(janus, janus.init(prompts, [1, 2]))
-    cached = torch.stack([lp.gather(-1, final.tokens[:, i : i + 1])[:, 0] for i, lp in enumerate(seen)], 1).sum(1)
+    tokens = final.tokens.to(seen[0].device)
+    cached = torch.stack([lp.gather(-1, tokens[:, i : i + 1])[:, 0] for i, lp in enumerate(seen)], 1).sum(1)
     assert len(seen) == 16
     torch.testing.assert_close(cached, janus.log_prob(prompts, final.tokens), rtol=0, atol=1e-4)
 
@@ -171,7 +175,7 @@ def test_log_prob_finite_negative_and_masked(gen):
     logp = gen.log_prob(PROMPTS, final.tokens)
     assert logp.shape == (3,) and bool(torch.isfinite(logp).all()) and bool((logp < 0).all())
     none = gen.log_prob(PROMPTS, final.tokens, torch.zeros_like(final.tokens, dtype=torch.bool))
-    assert torch.equal(none, torch.zeros(3))
+    assert torch.equal(none.cpu(), torch.zeros(3))
 
 
 def test_save_load_round_trip(gen, tmp_path):
@@ -265,7 +269,8 @@ def test_showo_steps_exactly_like_the_shapes_maskgit_rule(folders):
     from imgcot.generators.base import DecodingConfig
     from imgcot.generators.maskgit import MaskGITGenerator
 
-    showo = load_generator(f"hf-showo:{folders['showo']}").with_decoding(num_steps=6, choice_temperature=4.5)
+    showo = load_generator(f"hf-showo:{folders['showo']}", devices.Placement("cpu"))  # the CPU's noise (row_noise)
+    showo = showo.with_decoding(num_steps=6, choice_temperature=4.5)
     logits = torch.randn(3, 16, 16, generator=torch.Generator().manual_seed(0)) * 3
     showo.guided = lambda text, tokens: logits
     shapes = MaskGITGenerator.__new__(MaskGITGenerator)
@@ -277,6 +282,21 @@ def test_showo_steps_exactly_like_the_shapes_maskgit_rule(folders):
     while not showo.is_done(a):
         a, b = showo.step(a), shapes.step(b)
         assert torch.equal(a.tokens, b.tokens) and torch.equal(a.predicted, b.predicted) and a.forwards == b.forwards
+
+
+def test_gpu_decoding_pads_every_chunk_to_one_shape():
+    codes = torch.arange(10).view(5, 2)
+    assert torch.equal(padded(codes, 8)[:5], codes) and padded(codes, 8).shape == (8, 2)
+    assert padded(codes, 8)[5:].eq(0).all() and padded(codes, 3) is codes
+    calls = []
+
+    def decode(rows):  # pixels in [-1, 1] that depend on the row's own codes only
+        calls.append(rows.shape[0])
+        return (rows.sum(1).float() / 20 - 0.5).view(-1, 1, 1, 1).expand(-1, 2, 2, 3)
+
+    images = decode_in_chunks(decode, codes, 2, torch.device("cpu"))
+    assert images.shape == (5, 2, 2, 3) and calls == [2, 2, 1]  # a CPU decodes the last chunk as it is
+    assert torch.equal(images, torch.cat([to_uint8(decode(codes[i : i + 1])) for i in range(5)]))
 
 
 def test_showo_lfq_codes_are_their_bits():

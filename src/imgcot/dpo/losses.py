@@ -82,8 +82,11 @@ def dpo_objective(
     `nll_weight` > 0 adds alpha * the chosen samples' negative log-likelihood per image token (RPO, Pang et al.
     2024): it keeps DPO from lowering the chosen images' likelihood along with the rejected ones'."""
     pc, pr, rc, rr = (logps[k] for k in ("policy_chosen", "policy_rejected", "ref_chosen", "ref_rejected"))
-    losses = get_loss(name)(log_ratio_gap(pc, pr, rc, rr), beta, margins)
-    loss = (losses if weights is None else weights * losses).mean()
+    gap = log_ratio_gap(pc, pr, rc, rr)
+    if isinstance(margins, torch.Tensor):  # the pairs' guidance lives on the CPU, the log-probs on the model's device
+        margins = margins.to(gap.device)
+    losses = get_loss(name)(gap, beta, margins)
+    loss = (losses if weights is None else weights.to(gap.device) * losses).mean()
     if nll_weight:
         loss = loss + nll_weight * (-pc).mean() / num_tokens
     chosen_rewards, rejected_rewards = beta * (pc - rc).detach(), beta * (pr - rr).detach()

@@ -15,6 +15,26 @@ def to_uint8(pixels: torch.Tensor) -> torch.Tensor:
     return ((pixels.float() + 1) / 2 * 255).clamp(0, 255).to(torch.uint8).cpu()
 
 
+def decode_in_chunks(decode, codes: torch.Tensor, chunk: int, device: torch.device) -> torch.Tensor:
+    """(B, H, W, 3) uint8 images of (B, N) codes, `chunk` rows per call of `decode` (codes on `device` -> pixels in
+    [-1, 1]). On a GPU every call gets exactly `chunk` rows (the last padded with code 0 and cut off after): the
+    convolution kernels a GPU picks depend on the batch shape, and one shape keeps an image's pixels independent
+    of how many images are decoded with it (measured on an H200: without it, batch != singles)."""
+    fixed_shape = device.type == "cuda"
+    parts = []
+    with torch.no_grad():
+        for start in range(0, codes.shape[0], chunk):
+            rows = codes[start : start + chunk]
+            parts.append(to_uint8(decode(padded(rows, chunk if fixed_shape else 0).to(device)))[: rows.shape[0]])
+    return torch.cat(parts)
+
+
+def padded(rows: torch.Tensor, size: int) -> torch.Tensor:
+    """`rows` with zero rows appended up to `size` rows (unchanged when it has as many or more)."""
+    missing = size - rows.shape[0]
+    return rows if missing <= 0 else torch.cat([rows, rows.new_zeros((missing, *rows.shape[1:]))])
+
+
 def paint_placeholder(images: torch.Tensor, undecided: torch.Tensor, grid: int) -> torch.Tensor:
     """Stripe the pixels of token positions that hold no token yet. images (B, H, W, 3) uint8; undecided (B, N)."""
     if not bool(undecided.any()):

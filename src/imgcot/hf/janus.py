@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from ..core import GenState
 from ..sampling import guided_logits, sample_with_gumbel
 from .devices import Placement, check_fits, count_parameters
-from .gen_common import cache_kwarg, check_ref, paint_placeholder, quiet_transformers, row_noise, to_uint8
+from .gen_common import cache_kwarg, check_ref, decode_in_chunks, paint_placeholder, quiet_transformers, row_noise
 
 BOI_TOKEN = "<begin_of_image>"
 
@@ -360,13 +360,9 @@ class JanusGenerator:
         """(B, N) ids -> (B, H, W, 3) uint8 on the CPU; positions without a token show the striped placeholder."""
         undecided = tokens >= self.vocab
         filled = torch.where(undecided, torch.zeros_like(tokens), tokens)
-        step = self.config.decoding.decode_batch
-        with torch.no_grad():
-            parts = [
-                to_uint8(self.model.decode_image_tokens(filled[i : i + step].to(self.device)))
-                for i in range(0, filled.shape[0], step)
-            ]
-        return paint_placeholder(torch.cat(parts), undecided.cpu(), self.grid)
+        chunk = self.config.decoding.decode_batch
+        images = decode_in_chunks(self.model.decode_image_tokens, filled, chunk, self.device)
+        return paint_placeholder(images, undecided.cpu(), self.grid)
 
     def preview(self, state: GenState) -> torch.Tensor:
         return self.tokens_to_images(state.predicted)

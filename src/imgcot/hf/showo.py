@@ -45,7 +45,7 @@ from torch import nn
 from ..core import GenState
 from ..sampling import choice_temperature, get_schedule, guided_logits, masked_count, sample_with_gumbel
 from .devices import Placement, check_fits
-from .gen_common import local_or_hub, quiet_transformers, row_noise, to_uint8
+from .gen_common import decode_in_chunks, local_or_hub, quiet_transformers, row_noise
 from .magvit import MagvitConfig, MagvitDecoder
 
 SHOWO_SPECIALS = ("<|soi|>", "<|eoi|>", "<|sov|>", "<|eov|>", "<|t2i|>", "<|mmu|>", "<|t2v|>", "<|v2v|>", "<|lvg|>")
@@ -302,13 +302,7 @@ class ShowoGenerator:
     def tokens_to_images(self, tokens: torch.Tensor) -> torch.Tensor:
         """(B, N) codes -> (B, H, W, 3) uint8 on the CPU (a still-masked code decodes as code 0)."""
         filled = torch.where(tokens >= self.undecided, torch.zeros_like(tokens), tokens)
-        step = self.config.decoding.decode_batch
-        with torch.no_grad():
-            parts = [
-                to_uint8(self.model.vq.decode_codes(filled[i : i + step].to(self.device)))
-                for i in range(0, filled.shape[0], step)
-            ]
-        return torch.cat(parts)
+        return decode_in_chunks(self.model.vq.decode_codes, filled, self.config.decoding.decode_batch, self.device)
 
     def preview(self, state: GenState) -> torch.Tensor:
         return self.tokens_to_images(state.predicted)
