@@ -137,3 +137,35 @@ def test_judge_lora_finetuning_in_bf16_on_cuda(world, tmp_path):
     images = torch.randint(0, 256, (2, 32, 32, 3), dtype=torch.uint8)
     scores = judge.score(["a photo of a red star"] * 2, images)
     assert scores.shape == (2,) and bool(((scores >= 0) & (scores <= 1)).all())
+
+
+@pytest.mark.parametrize("kind", ["maskgit", "ar"])
+def test_shapes_training_on_cuda_matches_the_cpu_and_resumes_there(kind, tmp_path):
+    """The shapes recipes train on a GPU (data and random draws stay on the CPU): the first steps' losses equal the
+    CPU's to float rounding, and a run killed on the GPU resumes on the CPU."""
+    from imgcot.generators.base import DecodingConfig
+    from imgcot.train.generator import train_generator
+    from test_training import Killed, _cfg
+    from tiny import tiny_tokenizer
+
+    tokenizer, losses = tiny_tokenizer(), {}
+    for device in ("cpu", "cuda"):
+        seen = losses.setdefault(device, [])
+
+        def record(step, total, loss, minutes, seen=seen):
+            seen.append(loss)
+
+        train_generator(_cfg(kind), tokenizer, tmp_path / device, DecodingConfig(num_steps=4), None, record, device)
+    assert np.allclose(losses["cpu"][:3], losses["cuda"][:3], rtol=1e-3, atol=1e-4), losses
+
+    def kill_at_four(step, total, loss, minutes):
+        if step == 4:
+            raise Killed
+
+    with pytest.raises(Killed):
+        train_generator(_cfg(kind), tokenizer, tmp_path / "moved", DecodingConfig(num_steps=4),
+                        progress=kill_at_four, device="cuda")  # fmt: skip
+    moved = train_generator(_cfg(kind), tokenizer, tmp_path / "moved", DecodingConfig(num_steps=4))
+    assert next(moved.model.parameters()).device.type == "cpu" and (tmp_path / "moved" / "final").is_dir()
+    image = moved.decode(run_to_end(moved, moved.init(["a photo of a red star"], [0])))
+    assert image.dtype == torch.uint8

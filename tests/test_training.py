@@ -48,3 +48,15 @@ def test_learning_rate_schedule_warms_up_then_decays():
     assert lr_at(9, cfg) == pytest.approx(1.0)
     assert lr_at(60, cfg) == pytest.approx(0.1 + 0.9 * 0.5)
     assert lr_at(110, cfg) == pytest.approx(0.1)
+
+
+def test_training_device_errors_are_one_line(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from imgcot.cli import app
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    for device, message in (("cuda", "no CUDA GPU is visible"), ("tpu", "unknown device 'tpu'")):
+        result = CliRunner().invoke(app, ["train", "maskgit", "--out", str(tmp_path / "x"), "--device", device])
+        assert result.exit_code == 1 and result.output.startswith("error:") and message in result.output
+        assert len(result.output.strip().splitlines()) == 1

@@ -490,7 +490,13 @@ def _parse_overrides(pairs: list[str]) -> dict:
 
 
 def _train_generator(
-    kind: str, out: Path, tokenizer: str, max_steps: int | None, minutes: float | None, overrides: list[str]
+    kind: str,
+    out: Path,
+    tokenizer: str,
+    max_steps: int | None,
+    minutes: float | None,
+    overrides: list[str],
+    device: str = "cpu",
 ) -> None:
     from dataclasses import asdict, replace
 
@@ -498,6 +504,7 @@ def _train_generator(
 
     from .generators.base import DecodingConfig
     from .generators.registry import resolve_model
+    from .hf.devices import resolve_device
     from .nn.tokenizer import PatchTokenizer
     from .train.curve import make_curve_eval
     from .train.generator import RECIPES, load_train_config, train_generator
@@ -509,6 +516,7 @@ def _train_generator(
         if minutes is not None:
             changes["minutes"] = minutes
         cfg = load_train_config({**asdict(RECIPES[kind]), **changes})
+        place = str(resolve_device(device))
         tok = PatchTokenizer.from_pretrained(resolve_model(tokenizer))
         decoding = DecodingConfig(num_steps=12) if kind == "maskgit" else DecodingConfig(num_steps=8)
         columns = (
@@ -524,7 +532,7 @@ def _train_generator(
             def progress(step: int, total: int, loss: float, _minutes: float) -> None:
                 bar.update(task, completed=step, loss=loss)
 
-            train_generator(replace(cfg), tok, out, decoding, evaluate=make_curve_eval(), progress=progress)
+            train_generator(replace(cfg), tok, out, decoding, make_curve_eval(), progress, device=place)
     typer.echo(f"final EMA weights: {out / 'final'} (learning curve: {out / 'curve.jsonl'})")
 
 
@@ -532,6 +540,7 @@ _TOKENIZER_OPT = typer.Option("shapes-tokenizer", "--tokenizer", help="Tokenizer
 _STEPS_OPT = typer.Option(None, "--max-steps", help="Override the recipe's optimisation steps.")
 _MINUTES_OPT = typer.Option(None, "--minutes", help="Wall-clock cap; rerun the command to resume.")
 _SET_OPT = typer.Option([], "--set", help="Override a recipe field, e.g. --set batch=32 (unknown keys fail).")
+_TRAIN_DEVICE_OPT = typer.Option("cpu", "--device", help="Where the training step runs: cpu, cuda, cuda:N or auto.")
 
 
 @train_app.command("maskgit")
@@ -541,9 +550,10 @@ def train_maskgit_cmd(
     max_steps: int | None = _STEPS_OPT,
     minutes: float | None = _MINUTES_OPT,
     overrides: list[str] = _SET_OPT,
+    device: str = _TRAIN_DEVICE_OPT,
 ) -> None:
     """Train the masked-token generator with the shipped recipe (resumes from OUT/checkpoint)."""
-    _train_generator("maskgit", out, tokenizer, max_steps, minutes, overrides)
+    _train_generator("maskgit", out, tokenizer, max_steps, minutes, overrides, device)
 
 
 @train_app.command("ar")
@@ -553,9 +563,10 @@ def train_ar_cmd(
     max_steps: int | None = _STEPS_OPT,
     minutes: float | None = _MINUTES_OPT,
     overrides: list[str] = _SET_OPT,
+    device: str = _TRAIN_DEVICE_OPT,
 ) -> None:
     """Train the raster-order AR generator with the shipped recipe (resumes from OUT/checkpoint)."""
-    _train_generator("ar", out, tokenizer, max_steps, minutes, overrides)
+    _train_generator("ar", out, tokenizer, max_steps, minutes, overrides, device)
 
 
 DEMO_N = 8

@@ -7,6 +7,7 @@ classifier-free guidance) and EMA weights. Data are drawn fresh every step.
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import time
@@ -71,10 +72,10 @@ def lr_at(step: int, cfg: TrainConfig) -> float:
 def maskgit_loss(model: Transformer, text: torch.Tensor, tokens: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     """Mask a cosine-distributed fraction of tokens; cross-entropy on the masked positions."""
     b, n = tokens.shape
-    ratio = torch.cos(math.pi / 2 * torch.rand(b, generator=gen))
+    ratio = torch.cos(math.pi / 2 * torch.rand(b, generator=gen))  # drawn on the CPU on every device
     count = (ratio * n).ceil().clamp(min=1)
     ranks = torch.rand(b, n, generator=gen).argsort(-1).argsort(-1)
-    mask = ranks < count[:, None]
+    mask = (ranks < count[:, None]).to(tokens.device)
     inputs = torch.where(mask, torch.full_like(tokens, model.config.image_vocab), tokens)
     logits = model(text, inputs)[0]
     return F.cross_entropy(logits[mask], tokens[mask])
@@ -82,7 +83,7 @@ def maskgit_loss(model: Transformer, text: torch.Tensor, tokens: torch.Tensor, g
 
 def ar_loss(model: Transformer, text: torch.Tensor, tokens: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     """Next-token cross-entropy in raster order after a BOS token."""
-    bos = torch.full((tokens.shape[0], 1), model.config.image_vocab, dtype=torch.long)
+    bos = torch.full((tokens.shape[0], 1), model.config.image_vocab, dtype=torch.long, device=tokens.device)
     logits = model(text, torch.cat([bos, tokens[:, :-1]], 1))[0]
     return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), tokens.reshape(-1))
 
@@ -116,13 +117,21 @@ def _load_training_state(folder: Path, model, ema, optimizer) -> tuple[int, dict
 
 
 def train_generator(
-    cfg: TrainConfig, tokenizer: PatchTokenizer, out: Path, decoding: DecodingConfig, evaluate=None, progress=None
+    cfg: TrainConfig,
+    tokenizer: PatchTokenizer,
+    out: Path,
+    decoding: DecodingConfig,
+    evaluate=None,
+    progress=None,
+    device: str = "cpu",
 ) -> TokenGenerator:
-    """Train (or resume) into `out`: checkpoint/, curve.jsonl and the final EMA generator in final/."""
+    """Train (or resume) into `out`: checkpoint/, curve.jsonl and the final EMA generator in final/. `device` places
+    the training step (a GPU makes the recipe minutes); data, random draws, checkpoints, the learning-curve
+    evaluation and the returned generator stay on the CPU, so a run can resume on another device."""
     torch.manual_seed(cfg.seed)
     generator = build_generator(cfg, tokenizer, decoding)
-    model = generator.model.train()
-    ema = build_generator(cfg, tokenizer, decoding).model.eval()
+    model = generator.model.to(device).train()
+    ema = build_generator(cfg, tokenizer, decoding).model.to(device).eval()
     ema.load_state_dict(model.state_dict())
     decay, no_decay = [], []
     for name, p in model.named_parameters():
@@ -153,7 +162,7 @@ def train_generator(
         text = torch.where(drop[:, None], null_prompts(cfg.batch, text.shape[1]), text)
         for group in optimizer.param_groups:
             group["lr"] = lr_at(step, cfg)
-        loss = loss_fn(model, text, tokens, gen)
+        loss = loss_fn(model, text.to(device), tokens.to(device), gen)
         loss_value = float(loss.detach())
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -172,16 +181,21 @@ def train_generator(
             _save_training_state(ckpt, model, ema, optimizer, step, state, cfg)
             _save_elapsed(out, elapsed0 + time.time() - start)
         if evaluate is not None and (step % cfg.eval_every == 0):
-            record.update(evaluate(type(generator)(generator.config, ema, tokenizer)))
+            record.update(evaluate(type(generator)(generator.config, _on_cpu(ema), tokenizer)))
         if step % 50 == 0 or "overall" in record:
             with curve.open("a") as handle:
                 handle.write(json.dumps(record) + "\n")
     state = {"numpy": rng.bit_generator.state, "torch": gen.get_state().tolist()}
     _save_training_state(ckpt, model, ema, optimizer, step, state, cfg)
     _save_elapsed(out, elapsed0 + time.time() - start)
-    final = type(generator)(generator.config, ema, tokenizer)
+    final = type(generator)(generator.config, ema.cpu(), tokenizer)
     final.save_pretrained(out / "final")
     return final
+
+
+def _on_cpu(module: torch.nn.Module) -> torch.nn.Module:
+    """`module` itself on a CPU, else a CPU copy (the shapes generators decode on the CPU)."""
+    return module if next(module.parameters()).device.type == "cpu" else copy.deepcopy(module).cpu()
 
 
 def _elapsed(out: Path) -> float:

@@ -49,7 +49,7 @@ def restore_modules(modules: dict[str, torch.nn.Module], tensors: dict[str, torc
 
 def write_state(folder: Path, tensors: dict[str, torch.Tensor], meta: dict) -> None:
     folder.mkdir(parents=True, exist_ok=True)
-    write_bytes_atomic(folder / STATE, save({k: v.detach().contiguous() for k, v in tensors.items()}))
+    write_bytes_atomic(folder / STATE, save({k: v.detach().cpu().contiguous() for k, v in tensors.items()}))
     write_text_atomic(folder / META, json.dumps(meta))
 
 
