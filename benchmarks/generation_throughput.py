@@ -38,6 +38,28 @@ def decode_flops(generator, images: int) -> float:
     return total
 
 
+def kv_cache_bytes(generator, images: int) -> float:
+    """Bytes of cached keys and values that raster decoding reads: every new token attends over all positions before
+    it, in every layer, for the cond and uncond rows (fp32). Zero for MaskGIT, which keeps no cache."""
+    if not generator.causal:
+        return 0.0
+    c = generator.config.transformer
+    rows = images * generator.passes_per_forward
+    positions = sum(c.text_len + 1 + i for i in range(1, c.image_len))
+    return 2 * c.depth * rows * c.dim * positions * 4
+
+
+def memory_bandwidth(megabytes: int = 256, repeats: int = 10) -> float:
+    """Bytes/s of a large tensor copy (read + write), the bound on reading a KV cache that does not fit in cache."""
+    a = torch.empty(megabytes * 2**20 // 4)
+    b = torch.empty_like(a)
+    b.copy_(a)
+    start = time.perf_counter()
+    for _ in range(repeats):
+        b.copy_(a)
+    return 2 * a.numel() * 4 * repeats / (time.perf_counter() - start)
+
+
 def matmul_peak(size: int = 1024, repeats: int = 20) -> float:
     a, b = torch.randn(size, size), torch.randn(size, size)
     a @ b
@@ -70,7 +92,7 @@ def main() -> None:
     single = timed(generator, [prompt] * args.candidates, seeds, 1, args.repeats)
     many = args.candidates * args.prompts
     big = timed(generator, [prompt] * many, list(range(many)), many, args.repeats)
-    peak = matmul_peak()
+    peak, bandwidth = matmul_peak(), memory_bandwidth()
     print("command: python " + " ".join(sys.argv))
     print(f"\nmodel {args.model}: {generator.num_steps} steps, guidance {generator.config.decoding.guidance}\n")
     print("| setting | images | seconds | images/s | GFLOP/s | % of matmul peak |")
@@ -87,8 +109,18 @@ def main() -> None:
         )
     print(
         f"\nbatched / one-at-a-time speed-up: {single / batched:.1f}x; "
-        f"fp32 matmul peak (1024x1024, same run): {peak / 1e9:.1f} GFLOP/s"
+        f"fp32 matmul peak (1024x1024, same run): {peak / 1e9:.1f} GFLOP/s; "
+        f"copy bandwidth (256 MB, same run): {bandwidth / 1e9:.1f} GB/s"
     )
+    flops_single = decode_flops(generator, args.candidates) / single
+    print(f"speed-up bound (batched at 100% of the matmul peak): {peak / flops_single:.1f}x")
+    if generator.causal:  # roofline: the slower of the FLOPs at the matmul peak and the KV cache read at bandwidth
+        floor = max(decode_flops(generator, many) / peak, kv_cache_bytes(generator, many) / bandwidth)
+        print(
+            f"roofline bound for {many} images: {many / floor:.0f} img/s, "
+            f"{100 * decode_flops(generator, many) / floor / peak:.0f}% of the matmul peak "
+            f"(KV cache read: {kv_cache_bytes(generator, many) / 1e9:.2f} GB)"
+        )
 
 
 if __name__ == "__main__":

@@ -28,6 +28,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("runs", nargs="+", type=Path)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/learning_curve.png"))
+    parser.add_argument("--hardware", default="2 CPU cores", help="where the runs trained (the x-axis label)")
     args = parser.parse_args()
     print("command: python " + " ".join(sys.argv))
     fig, ax = plt.subplots(figsize=(6, 4))
@@ -37,7 +38,7 @@ def main() -> None:
         print(f"\n{run.name}\n| step | minutes | overall |\n|---|---|---|")
         for p in points:
             print(f"| {p['step']} | {p['minutes']:.1f} | {p['overall']:.3f} |")
-    ax.set_xlabel("training minutes (2 CPU cores)")
+    ax.set_xlabel(f"training minutes ({args.hardware})")
     ax.set_ylabel("quick-eval overall (GenEval rules)")
     ax.set_ylim(0, 1)
     ax.grid(alpha=0.3)
