@@ -20,13 +20,12 @@ from imgcot.generators.run import run_to_end
 from imgcot.geneval.spec import dumps, read_metadata
 from imgcot.hf.devices import Placement
 from imgcot.hf.judge_data import write_samples_with_steps
-from imgcot.hf.tiny import tiny_llava_onevision
-from imgcot.hf.tiny_generators import tiny_clip, tiny_janus, tiny_mask2former, tiny_showo
+from imgcot.hf.tiny_generators import tiny_mask2former
 from imgcot.hf.vlm_judge import VLMJudge, VLMJudgeConfig
 from imgcot.search import candidate_seeds, run_strategy
 from imgcot.verifiers.registry import load_verifier
 from imgcot.worlds.shapes.prompts import parse_prompt
-from test_hf_dpo import METAS, pair_args, splitting_threshold
+from test_hf_dpo import pair_args, splitting_threshold, tiny_world
 from test_hf_generators import OFFICIAL, PROMPTS, SEEDS
 from tiny import tiny_generator
 
@@ -36,18 +35,12 @@ runner = CliRunner()
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
-    root = tmp_path_factory.mktemp("cuda")
-    prompts = root / "train.jsonl"
-    prompts.write_text("".join(dumps(m) + "\n" for m in METAS))
-    return {
-        "janus": tiny_janus(root / "janus"),
-        "showo": tiny_showo(root / "showo"),
-        "judge": tiny_llava_onevision(root / "llava"),
-        "detector": tiny_mask2former(root / "m2f", favour=("dog", "cat")),
-        "clip": tiny_clip(root / "clip"),
-        "prompts": prompts,
-        "root": root,
-    }
+    return tiny_world(tmp_path_factory.mktemp("cuda"))
+
+
+@pytest.fixture(scope="module")
+def detector(tmp_path_factory):
+    return tiny_mask2former(tmp_path_factory.mktemp("m2f") / "m2f", favour=("dog", "cat"))
 
 
 def loaded(world, kind: str, device: str, dtype: str = "fp32"):
@@ -87,14 +80,14 @@ def test_half_precision_generation_is_reproducible_and_searches(world, kind, dty
         assert all(0.0 <= c.outcome <= 1.0 for r in results for c in r.candidates if c.outcome is not None)
 
 
-def test_cli_eval_on_cuda_with_the_real_detector(world, tmp_path):
+def test_cli_eval_on_cuda_with_the_real_detector(world, detector, tmp_path):
     prompts = tmp_path / "two.jsonl"
     prompts.write_text("".join(dumps(m) + "\n" for m in read_metadata(OFFICIAL)[:2]))
     run = tmp_path / "eval"
     args = ["eval", "--model", f"hf-showo:{world['showo']}", "--prompts", str(prompts), "--out", str(run),
             "--images-per-prompt", "1", "--strategy", "parm", "--n", "2", "--verifier", f"hf-vlm:{world['judge']}",
             "--device", "cuda", "--dtype", "bf16", "--judge-device", "cuda", "--judge-dtype", "bf16",
-            "--detector", f"hf-mask2former:{world['detector']}", "--clip", str(world["clip"])]  # fmt: skip
+            "--detector", f"hf-mask2former:{detector}", "--clip", str(world["clip"])]  # fmt: skip
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     summary = json.loads((run / "summary.json").read_text())

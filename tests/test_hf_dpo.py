@@ -46,7 +46,11 @@ def _quiet():
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
-    root = tmp_path_factory.mktemp("hfdpo")
+    return tiny_world(tmp_path_factory.mktemp("hfdpo"))
+
+
+def tiny_world(root) -> dict:
+    """Tiny random Janus, Show-o, LLaVA-OneVision judge and CLIP saved under `root`, and the training prompts."""
     prompts = root / "train.jsonl"
     prompts.write_text("".join(dumps(m) + "\n" for m in METAS))
     return {
