@@ -69,6 +69,17 @@ def matmul_peak(size: int = 1024, repeats: int = 20) -> float:
     return 2 * size**3 * repeats / (time.perf_counter() - start)
 
 
+def profile_operators(generator, prompts, seeds, rows: int = 8) -> None:
+    """Share of decoding time per torch operator (self time), one batched run of `prompts`."""
+    with torch.profiler.profile() as prof:
+        generate(generator, prompts, seeds, len(prompts))
+    events = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
+    total = sum(e.self_cpu_time_total for e in events)
+    print(f"profile of {len(prompts)} images batched (self time):")
+    for e in events[:rows]:
+        print(f"  {e.key:<55} {100 * e.self_cpu_time_total / total:5.1f}%")
+
+
 def timed(generator, prompts, seeds, batch_size: int, repeats: int) -> float:
     generate(generator, prompts, seeds, batch_size)  # warm-up
     start = time.perf_counter()
@@ -83,6 +94,7 @@ def main() -> None:
     parser.add_argument("--candidates", type=int, default=16)
     parser.add_argument("--prompts", type=int, default=4, help="prompts for the large-batch row")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--profile", action="store_true", help="print the top operators (large batch)")
     args = parser.parse_args()
     torch.set_grad_enabled(False)
     generator = load_generator(args.model)
@@ -93,6 +105,8 @@ def main() -> None:
     many = args.candidates * args.prompts
     big = timed(generator, [prompt] * many, list(range(many)), many, args.repeats)
     peak, bandwidth = matmul_peak(), memory_bandwidth()
+    if args.profile:
+        profile_operators(generator, [prompt] * many, list(range(many)))
     print("command: python " + " ".join(sys.argv))
     print(f"\nmodel {args.model}: {generator.num_steps} steps, guidance {generator.config.decoding.guidance}\n")
     print("| setting | images | seconds | images/s | GFLOP/s | % of matmul peak |")
