@@ -119,6 +119,20 @@ def test_stepping_leaves_the_parent_state_unchanged(generator):
         assert torch.equal(held[0], kept[0]) and torch.equal(held[1], kept[1])
 
 
+def test_raster_steps_extend_their_buffers_in_place_and_second_branches_copy(tmp_path):
+    generator = tiny_generator("ar", tmp_path)
+    parent = generator.step(generator.init(PROMPTS, SEEDS))
+    child = generator.step(parent)  # nothing written past the parent's cache: its buffers are extended in place
+    assert child.kv_buffers is parent.kv_buffers and child.cache[0][0].data_ptr() == parent.cache[0][0].data_ptr()
+    kept = child.select(list(range(child.batch)))  # indexed copies of the child's cache
+    sibling = generator.step(parent)  # the parent's buffers are written past its cache now: this branch copies
+    assert sibling.kv_buffers is not parent.kv_buffers and child.kv_buffers.written == child.cache[0][0].shape[2]
+    for held, copy in zip(child.cache + child.uncond_cache, kept.cache + kept.uncond_cache, strict=True):
+        assert torch.equal(held[0], copy[0]) and torch.equal(held[1], copy[1])
+    finish = [generator.decode(run_to_end(generator, state)) for state in (child, sibling)]
+    assert torch.equal(finish[0], finish[1])
+
+
 def test_cached_raster_decoding_matches_a_full_forward(tmp_path):
     """Greedy, unguided AR decoding through the in-place KV buffers picks, at every position, the argmax of the
     uncached full-sequence forward over the same tokens (teacher forcing)."""

@@ -25,6 +25,16 @@ class Compute:
         self.wall_seconds += other.wall_seconds
 
 
+@dataclass(eq=False)
+class KVBuffers:
+    """Full-length key/value buffers per layer (cond rows, then uncond rows) that raster decoding writes in place, and
+    how many positions hold values. Only a state whose cache ends at `written` extends them; any other state (a
+    second branch from the same parent, a selection) copies them first, so no state's cache is ever overwritten."""
+
+    layers: list[tuple[torch.Tensor, torch.Tensor]]
+    written: int
+
+
 @dataclass
 class GenState:
     """Decoding state of a batch of rows. Every tensor field has the batch first, so rows select and fork."""
@@ -39,6 +49,7 @@ class GenState:
     uncond_cache: list[tuple[torch.Tensor, torch.Tensor]] | None = None
     next_logits: torch.Tensor | None = None  # raster AR: guided logits of the next token (B, V)
     forwards: list[int] = field(default_factory=list)  # per-row generator forward passes so far
+    kv_buffers: KVBuffers | None = None  # raster AR: the buffers `cache` views, when this state may extend them
 
     @property
     def batch(self) -> int:
@@ -56,7 +67,7 @@ class GenState:
                 picked[f.name] = [(k[idx], v[idx]) for k, v in value]
             elif isinstance(value, list):
                 picked[f.name] = [value[i] for i in idx.tolist()]
-        return replace(self, **picked)
+        return replace(self, **picked, kv_buffers=None)  # the indexed cache is a copy
 
     def fork(self, index: list[int], seeds: list[int]) -> GenState:
         """Copies of rows `index` that continue with new seeds (so branches diverge)."""
@@ -82,7 +93,7 @@ def concat_states(states: list[GenState]) -> GenState:
             ]
         elif isinstance(values[0], list):
             merged[f.name] = [x for v in values for x in v]
-    return replace(first, **merged)
+    return replace(first, **merged, kv_buffers=None)
 
 
 class StepwiseGenerator(Protocol):

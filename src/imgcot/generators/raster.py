@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ..core import GenState
+from ..core import GenState, KVBuffers
 from ..nn.transformer import KVCache
 from ..sampling import guided_logits, gumbel, row_uniform, sample_with_gumbel
 from ..worlds.shapes.text import null_prompts
@@ -55,13 +55,13 @@ class RasterGenerator(TokenGenerator):
             next_logits=state.next_logits,
             forwards=list(state.forwards),
         )
-        buffers = self._buffers(state)
+        kv = self._buffers(state)
         for row in range(state.step * d.rows_per_step, (state.step + 1) * d.rows_per_step):
             noise = gumbel(row_uniform(state.seeds, row, (grid, vocab)))
             for col in range(grid):
                 token = sample_with_gumbel(new.next_logits, noise[:, col], d.temperature)
-                self._feed(new, buffers, row * grid + col, token)
-        new.cache, new.uncond_cache = self._split(buffers, new.batch, self._cache_length(new.step))
+                self._feed(new, kv.layers, row * grid + col, token)
+        self._extend(new, kv)
         new.predicted = new.tokens
         return new
 
@@ -81,21 +81,32 @@ class RasterGenerator(TokenGenerator):
             + min(step * self.config.decoding.rows_per_step * self.config.tokenizer.grid, c.image_len - 1)
         )
 
-    def _buffers(self, state: GenState) -> KVCache:
-        """Fresh full-length key/value buffers (cond rows, then uncond rows) holding the state's cache: a step
-        writes new tokens in place, and the state it started from keeps its own cache."""
+    def _buffers(self, state: GenState) -> KVBuffers:
+        """Full-length key/value buffers (cond rows, then uncond rows) holding the state's cache, which a step
+        extends in place. They are the state's own buffers when nothing has been written past its cache (the usual
+        step after step), else fresh copies, so the state it started from keeps its cache either way."""
+        length, kv = state.cache[0][0].shape[2], state.kv_buffers
+        if kv is not None and kv.written == length and kv.layers[0][0].data_ptr() == state.cache[0][0].data_ptr():
+            return kv
         parts = [state.cache] if state.uncond_cache is None else [state.cache, state.uncond_cache]
-        capacity = self.config.transformer.seq_len
+        capacity, rows = self.config.transformer.seq_len, state.batch * len(parts)
         buffers = []
         for layer in range(len(state.cache)):
             pair = []
             for i in range(2):
-                held = torch.cat([part[layer][i] for part in parts])
-                buffer = held.new_empty((held.shape[0], held.shape[1], capacity, held.shape[3]))
-                buffer[:, :, : held.shape[2]] = held
+                held = parts[0][layer][i]
+                buffer = held.new_empty((rows, held.shape[1], capacity, held.shape[3]))
+                for j, part in enumerate(parts):
+                    buffer[j * state.batch : (j + 1) * state.batch, :, :length] = part[layer][i]
                 pair.append(buffer)
             buffers.append((pair[0], pair[1]))
-        return buffers
+        return KVBuffers(buffers, length)
+
+    def _extend(self, state: GenState, kv: KVBuffers) -> None:
+        """Point `state`'s cache at the positions its step wrote into `kv`, and claim them."""
+        kv.written = self._cache_length(state.step)
+        state.cache, state.uncond_cache = self._split(kv.layers, state.batch, kv.written)
+        state.kv_buffers = kv
 
     def _split(self, buffers: KVCache, batch: int, length: int) -> tuple[KVCache, KVCache | None]:
         """The first `length` positions of the buffers as (cond cache, uncond cache) of `batch` rows each."""
@@ -129,12 +140,12 @@ class RasterGenerator(TokenGenerator):
     @torch.no_grad()
     def _replay_step(self, state: GenState, tokens: torch.Tensor) -> GenState:
         grid, d = self.config.tokenizer.grid, self.config.decoding
-        buffers = self._buffers(state)
+        kv = self._buffers(state)
         for row in range(state.step * d.rows_per_step, (state.step + 1) * d.rows_per_step):
             for col in range(grid):
-                self._feed(state, buffers, row * grid + col, tokens[:, row * grid + col])
+                self._feed(state, kv.layers, row * grid + col, tokens[:, row * grid + col])
         state.step += 1
-        state.cache, state.uncond_cache = self._split(buffers, state.batch, self._cache_length(state.step))
+        self._extend(state, kv)
         state.predicted = state.tokens
         return state
 
