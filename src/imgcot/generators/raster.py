@@ -85,11 +85,12 @@ class RasterGenerator(TokenGenerator):
         """Full-length key/value buffers (cond rows, then uncond rows) holding the state's cache, which a step
         extends in place. They are the state's own buffers when nothing has been written past its cache (the usual
         step after step), else fresh copies, so the state it started from keeps its cache either way."""
-        length, kv = state.cache[0][0].shape[2], state.kv_buffers
-        if kv is not None and kv.written == length and kv.layers[0][0].data_ptr() == state.cache[0][0].data_ptr():
-            return kv
         parts = [state.cache] if state.uncond_cache is None else [state.cache, state.uncond_cache]
-        capacity, rows = self.config.transformer.seq_len, state.batch * len(parts)
+        length, rows, kv = state.cache[0][0].shape[2], state.batch * len(parts), state.kv_buffers
+        views_kv = kv is not None and kv.layers[0][0].data_ptr() == state.cache[0][0].data_ptr()
+        if views_kv and (kv.written, kv.layers[0][0].shape[0]) == (length, rows):
+            return kv
+        capacity = self.config.transformer.seq_len
         buffers = []
         for layer in range(len(state.cache)):
             pair = []
