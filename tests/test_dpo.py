@@ -20,6 +20,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from imgcot.cli import app
+from imgcot.core import StepScore
 from imgcot.dpo.config import LOSS_NAMES, DPOConfig, IterateConfig, PairConfig
 from imgcot.dpo.iterate import iterate_dpo
 from imgcot.dpo.logprob import bind, dpo_logps, draw_masks, draw_steps, trajectory_logps
@@ -34,8 +35,18 @@ from imgcot.dpo.losses import (
     log_ratio_gap,
     sigmoid_loss,
 )
-from imgcot.dpo.pairs import Pairs, build_pairs, choose_pairs, read_pairs, training_prompts, write_pairs
-from imgcot.dpo.train import batch_indices, lr_at, pair_guidance, train_dpo
+from imgcot.dpo.pairs import (
+    Pairs,
+    build_pairs,
+    choose_pairs,
+    credited_tokens,
+    failure_steps,
+    read_pairs,
+    sample_tokens,
+    training_prompts,
+    write_pairs,
+)
+from imgcot.dpo.train import batch_indices, lr_at, pair_guidance, rejected_credit, train_dpo
 from imgcot.generators.registry import load_generator
 from imgcot.generators.run import run_recording_order, run_to_end
 from imgcot.sampling import masked_count
@@ -62,6 +73,19 @@ class ScriptedVerifier:
         brightness = images.float().mean((1, 2, 3))
         ranks = brightness.argsort().argsort().float()
         return ((ranks + 0.5) / len(prompts) + self.offset).clamp(0, 1)
+
+
+class ScriptedStepVerifier(ScriptedVerifier):
+    """A step judge from the pixels: clear from step 2 on; potential is the preview's brightness rank in the batch."""
+
+    def __init__(self):
+        super().__init__()
+        self.calls: list[int] = []
+
+    def judge(self, prompts: list[str], previews: torch.Tensor, step: int, num_steps: int) -> StepScore:
+        self.calls.append(step)
+        potential = self.score(prompts, previews)
+        return StepScore(torch.full_like(potential, float(step >= 2)), potential, potential)
 
 
 def random_pairs(generator, n: int = 6, seed: int = 0, scores: tuple | None = None) -> Pairs:
@@ -519,3 +543,111 @@ def test_iterative_reference_is_the_rounds_start_or_the_base(tiny, tmp_path, mon
     assert any(not torch.equal(base[k], start2[k]) for k in base)  # round 2 starts from round 1's model
     expected = start2 if reference == "round" else base
     assert all(torch.equal(expected[k], ref2[k]) for k in base)
+
+
+# --- step-credited DPO (beyond the paper) --------------------------------------------------------------------------
+def test_failure_step_is_the_first_clear_hopeless_step() -> None:
+    nan = math.nan
+    potentials = torch.tensor(
+        [
+            [nan, nan, 0.7, 0.3, 0.2],  # judged clear at step 3, hopeless at step 4
+            [nan, 0.9, 0.8, 0.6, 0.55],  # never hopeless: the whole trajectory
+            [0.1, nan, 0.9, 0.9, 0.9],  # hopeless at once
+            [nan, nan, nan, nan, nan],  # never judged clear
+        ]
+    )
+    assert failure_steps(potentials).tolist() == [4, 5, 1, 5]
+    order = torch.tensor([[0, 1, 2, 3, 4, 4], [4, 3, 2, 1, 0, 0], [0, 0, 1, 1, 2, 2], [3, 3, 3, 3, 4, 4]])
+    expected = [[1, 1, 1, 1, 0, 0], [1, 1, 1, 1, 1, 1], [1, 1, 0, 0, 0, 0], [1, 1, 1, 1, 1, 1]]
+    assert credited_tokens(order, failure_steps(potentials)).int().tolist() == expected
+    with pytest.raises(ValueError, match="unknown credit"):
+        DPOConfig(credit="some")
+
+
+@pytest.mark.parametrize("kind", ["maskgit", "ar"])
+def test_step_judged_pairs_hold_each_previews_potential(tiny, tmp_path, kind) -> None:
+    generator, _ = tiny[kind]
+    judge, t = ScriptedStepVerifier(), generator.num_steps
+    seeds = [11, 12, 13]
+    tokens, _, order, potentials = sample_tokens(generator, PROMPTS, seeds, judge=judge)
+    assert potentials.shape == (3, t) and judge.calls == list(range(1, t + 1))
+    assert bool(potentials[:, 0].isnan().all()) and not bool(potentials[:, 1:].isnan().any())  # clear from step 2
+    state = generator.init(PROMPTS, seeds)  # the same steps by hand
+    for s in range(1, t + 1):
+        state = generator.step(state)
+        if s >= 2:
+            assert torch.equal(potentials[:, s - 1], ScriptedVerifier().score(PROMPTS, generator.preview(state)))
+    assert torch.equal(state.tokens, tokens)
+    config = PairConfig(images_per_prompt=4, batch_size=8, judge_steps=True)
+    pairs = build_pairs(generator, PROMPTS, config, ScriptedVerifier(), ScriptedStepVerifier())
+    assert pairs.rejected_potential.shape == (len(pairs), t)
+    back = read_pairs(write_pairs(pairs, tmp_path / "p.parquet"), images=False)
+    for name in ("chosen_potential", "rejected_potential"):
+        assert torch.equal(getattr(back, name).isnan(), getattr(pairs, name).isnan())
+        assert torch.equal(getattr(back, name).nan_to_num(), getattr(pairs, name).nan_to_num())
+    plain = read_pairs(write_pairs(replace(pairs, rejected_potential=None), tmp_path / "q.parquet"))
+    assert plain.rejected_potential is None and plain.chosen_potential is None
+    with pytest.raises(ValueError, match="judges steps"):
+        build_pairs(generator, PROMPTS, config, ScriptedVerifier(), ScriptedVerifier())
+
+
+def test_step_credit_scores_the_rejected_image_up_to_its_failure(tiny) -> None:
+    ar, mg = tiny["ar"][0], tiny["maskgit"][0]
+    pairs = random_pairs(ar, n=3)
+    credit = torch.zeros_like(pairs.rejected_tokens, dtype=torch.bool)
+    credit[:, :20] = True
+    policy = bind(ar, copy.deepcopy(ar.model))
+    gen = torch.Generator().manual_seed(0)
+    args = (policy, ar, pairs.prompts, pairs.chosen_tokens, pairs.rejected_tokens, gen)
+    full, part = dpo_logps(*args), dpo_logps(*args, credit=credit)
+    with torch.no_grad():
+        prefix = ar.log_prob(pairs.prompts, pairs.rejected_tokens, credit)
+    assert torch.allclose(part["ref_rejected"], prefix) and torch.allclose(part["policy_rejected"], prefix, atol=1e-5)
+    assert torch.equal(part["ref_chosen"], full["ref_chosen"])  # the chosen image keeps every token
+    assert not torch.allclose(part["ref_rejected"], full["ref_rejected"])
+    # masked-token trajectory: the rejected image's steps score only its credited tokens
+    state, order = run_recording_order(mg, mg.init(PROMPTS, [3, 4, 5]))
+    other, other_order = run_recording_order(mg, mg.init(PROMPTS, [6, 7, 8]))
+    credit = other_order < 4
+    every = torch.arange(mg.num_steps)[:, None].expand(mg.num_steps, 3)
+    orders = (order, other_order)
+    logps = trajectory_logps(mg, mg, PROMPTS, state.tokens, other.tokens, orders, every, credit)
+    with torch.no_grad():
+        by_hand = sum(mg.log_prob(PROMPTS, other.tokens, other_order >= s, other_order == s) for s in range(4))
+    assert torch.allclose(logps["ref_rejected"], by_hand, atol=1e-4)
+
+
+def test_step_credit_changes_the_update_and_needs_step_judgments(tiny, tmp_path) -> None:
+    generator, _ = tiny["ar"]
+    config = PairConfig(images_per_prompt=4, batch_size=8, judge_steps=True)
+    pairs = build_pairs(generator, PROMPTS, config, ScriptedVerifier(), ScriptedStepVerifier())
+    pairs.rejected_potential[:, 1] = 0.9  # clear and hopeful at step 2, hopeless from step 3 on
+    pairs.rejected_potential[:, 2:] = 0.0
+    credit = rejected_credit(pairs, generator, DPOConfig(credit="until-failure"))
+    rows = 3 * generator.config.decoding.rows_per_step  # the token rows of steps 1-3
+    assert len(pairs) > 0 and credit.sum(1).tolist() == [rows * generator.config.tokenizer.grid] * len(pairs)
+    plain = DPOConfig(lr=1e-3, steps=2, batch_size=2, warmup=0)
+    a = weights_of(train_dpo(generator, pairs, tmp_path / "all", plain).model)
+    b = weights_of(train_dpo(generator, pairs, tmp_path / "credit", replace(plain, credit="until-failure")).model)
+    assert any(not torch.equal(a[k], b[k]) for k in a)
+    with pytest.raises(ValueError, match="judged every step"):
+        train_dpo(generator, random_pairs(generator), tmp_path / "x", replace(plain, credit="until-failure"))
+    mg = tiny["maskgit"][0]
+    mg_pairs = build_pairs(mg, PROMPTS, config, ScriptedVerifier(), ScriptedStepVerifier())
+    with pytest.raises(ValueError, match="--logp trajectory"):
+        train_dpo(mg, mg_pairs, tmp_path / "y", replace(plain, credit="until-failure"))
+    traj = replace(plain, credit="until-failure", logp="trajectory")
+    trained = weights_of(train_dpo(mg, mg_pairs, tmp_path / "z", traj).model)
+    assert any(not torch.equal(v, weights_of(mg.model)[k]) for k, v in trained.items())
+
+
+def test_cli_step_credit_needs_a_guide(tmp_path) -> None:
+    out = str(tmp_path / "o")
+    for args, fragment in (
+        (["dpo", "iterate", "--credit", "until-failure", "--out", out], "needs --guided"),
+        (["dpo", "iterate", "--guided", "--credit", "most", "--out", out], "unknown credit"),
+        (["dpo", "build-pairs", "--judge-steps", "--out", out], "needs --guide parm"),
+    ):
+        result = runner.invoke(app, args)
+        lines = result.stderr.strip().splitlines()
+        assert result.exit_code == 1 and len(lines) == 1 and fragment in lines[0], result.stderr

@@ -91,6 +91,15 @@ def pair_args(world, kind: str, threshold: float) -> list[str]:
             "--threshold", repr(threshold)]  # fmt: skip
 
 
+def built_pairs(world, kind: str, path, *guide: str) -> tuple[str, float]:
+    """`dpo build-pairs` for one tiny model into `path`, with the guide options `guide`: (model name, threshold)."""
+    model = model_name(world, kind)
+    threshold = splitting_threshold(model, world["judge"], rounds=1)
+    result = runner.invoke(app, ["dpo", "build-pairs", *pair_args(world, kind, threshold), *guide, "--out", str(path)])
+    assert result.exit_code == 0, result.output
+    return model, threshold
+
+
 def weights_of(module: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in module.state_dict().items()}
 
@@ -112,16 +121,10 @@ def generates(generator) -> bool:
 
 @pytest.mark.parametrize("kind", ["janus", "showo"])
 def test_build_pairs_train_and_reload_a_real_model(world, kind, tmp_path):
-    model = model_name(world, kind)
-    threshold = splitting_threshold(model, world["judge"], rounds=1)
     pairs = tmp_path / "pairs.parquet"
-    result = runner.invoke(
-        app,
-        ["dpo", "build-pairs", *pair_args(world, kind, threshold), "--guide", "orm", "--guide-verifier",
-         f"hf-clip:{world['clip']}", "--device", "cpu", "--judge-device", "cpu", "--judge-dtype", "fp32",
-         "--out", str(pairs)],
-    )  # fmt: skip
-    assert result.exit_code == 0, result.output
+    guide = ["--guide", "orm", "--guide-verifier", f"hf-clip:{world['clip']}"]
+    model, threshold = built_pairs(world, kind, pairs, *guide, "--device", "cpu", "--judge-device", "cpu",
+                                   "--judge-dtype", "fp32")  # fmt: skip
     table = pq.read_table(pairs)
     assert set(COLUMNS) <= set(table.column_names) and table.num_rows > 0  # TRL's prompt / chosen / rejected
     data = table.to_pydict()
@@ -194,3 +197,25 @@ def test_real_models_need_a_real_image_labeller(world, tmp_path):
         lines = result.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("error: ") and fragment in lines[0], result.stderr
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize(("kind", "logp"), [("janus", "masked"), ("showo", "trajectory")])
+def test_step_credited_dpo_on_a_real_model(world, kind, logp, tmp_path):
+    """A vision-language PARM judges every step of every sample; DPO then scores each rejected image up to the step
+    where that judge first called it hopeless (`--credit until-failure`)."""
+    pairs = tmp_path / "pairs.parquet"
+    model, _ = built_pairs(world, kind, pairs, "--guide", "parm", "--guide-verifier", f"hf-vlm:{world['judge']}",
+                           "--judge-steps")  # fmt: skip
+    data = read_pairs(pairs, images=False)
+    generator = load_generator(model)
+    assert data.rejected_potential.shape == (len(data), generator.num_steps)
+    judged = data.rejected_potential[~data.rejected_potential.isnan()]
+    assert bool(((judged >= 0) & (judged <= 1)).all())
+    out = tmp_path / "aligned"
+    train = ["dpo", "train", "--model", model, "--pairs", str(pairs), "--out", str(out), "--steps", "2",
+             "--logp", logp, "--credit", "until-failure"]  # fmt: skip
+    result = runner.invoke(app, train)
+    assert result.exit_code == 0, result.output
+    assert changed(
+        weights_of(language_model(generator)), weights_of(language_model(load_generator(f"hf-{kind}:{out}")))
+    )

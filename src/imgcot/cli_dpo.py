@@ -78,6 +78,15 @@ _TRAJ_OPT = typer.Option(
     _D_DPO.trajectory_steps, "--trajectory-steps", help="--logp trajectory: steps drawn per pair (0: all)."
 )
 _NLL_OPT = typer.Option(_D_DPO.nll_weight, "--nll-weight", help="RPO: + this x the chosen images' NLL per token.")
+_CREDIT_OPT = typer.Option(
+    _D_DPO.credit,
+    "--credit",
+    help="Tokens of a rejected image DPO pushes down: all, or until-failure (those decoded up to the step where the "
+    "guide's PARM first judged it hopeless; pairs built with step judgments).",
+)
+_JUDGE_STEPS_OPT = typer.Option(
+    False, "--judge-steps", help="The guide also judges every step of every sample (for --credit until-failure)."
+)
 _MARGIN_OPT = typer.Option(_D_DPO.margin, "--margin", help="Per-pair margin = MARGIN x verifier score gap.")
 _CKPT_OPT = typer.Option(_D_DPO.checkpoint_every, "--checkpoint-every", help="Steps between checkpoints.")
 _SEED_OPT = typer.Option(_D_DPO.seed, "--seed", help="Seed of the data order and the masks.")
@@ -181,7 +190,7 @@ def _train_progress(bar: Progress, label: str = "dpo"):
 
 
 def _pair_config(
-    n_prompts, k, sample_seed, batch, exclude, prompt_seed, per_prompt, threshold, guide_rank="clearest"
+    n_prompts, k, sample_seed, batch, exclude, prompt_seed, per_prompt, threshold, guide_rank="clearest", steps=False
 ) -> PairConfig:
     from .cli import InputError, _positive
 
@@ -196,7 +205,7 @@ def _pair_config(
         raise InputError(f"unknown --guide-rank {guide_rank!r}; known: {', '.join(GUIDE_RANKS)}")
     return PairConfig(n_prompts=n_prompts, images_per_prompt=k, prompt_seed=prompt_seed, sample_seed=sample_seed,
                       batch_size=batch, threshold=threshold, pairs_per_prompt=per_prompt,
-                      exclude_benchmark=exclude, guide_rank=guide_rank)  # fmt: skip
+                      exclude_benchmark=exclude, guide_rank=guide_rank, judge_steps=steps)  # fmt: skip
 
 
 @dpo_app.command("build-pairs")
@@ -210,6 +219,7 @@ def build_pairs_cmd(
     guide: str | None = typer.Option(None, "--guide", help="Re-rank each prompt's samples with this verifier role."),
     guide_verifier: str | None = _GUIDE_VERIFIER_OPT,
     guide_rank: str = _GUIDE_RANK_OPT,
+    judge_steps: bool = _JUDGE_STEPS_OPT,
     prompt_seed: int = _PROMPT_SEED_OPT,
     sample_seed: int = _SAMPLE_SEED_OPT,
     sample_batch_size: int = _SAMPLE_BATCH_OPT,
@@ -223,13 +233,15 @@ def build_pairs_cmd(
     judge_dtype: str = _JUDGE_DTYPE_OPT,
 ) -> None:
     """Sample K images per prompt, label them, pair one accepted with one rejected image per prompt."""
-    from .cli import _judge, _placement
+    from .cli import InputError, _judge, _placement
     from .dpo.pairs import build_pairs, write_pairs
     from .generators.registry import is_hf_model, load_generator
 
     with _errors():
+        if judge_steps and guide is None:
+            raise InputError("--judge-steps needs --guide parm (the guide judges the steps)")
         config = _pair_config(n_prompts, images_per_prompt, sample_seed, sample_batch_size, exclude_benchmark,
-                              prompt_seed, pairs_per_prompt, threshold, guide_rank)  # fmt: skip
+                              prompt_seed, pairs_per_prompt, threshold, guide_rank, judge_steps)  # fmt: skip
         place, loader = _placement(device, dtype), _judge(judge_device, judge_dtype)
         metas = _metas(prompts, n_prompts, prompt_seed, exclude_benchmark, is_hf_model(model))
         judge = _verifier(labeler, verifier, metas, "--labeler", model, loader)
@@ -249,11 +261,26 @@ def build_pairs_cmd(
 
 
 def _dpo_config(
-    loss, beta, lr, steps, epochs, batch, warmup, draws, weighting, margin, every, seed, nll=0.0, logp="masked", traj=0
+    loss,
+    beta,
+    lr,
+    steps,
+    epochs,
+    batch,
+    warmup,
+    draws,
+    weighting,
+    margin,
+    every,
+    seed,
+    nll=0.0,
+    logp="masked",
+    traj=0,
+    credit="all",
 ) -> DPOConfig:
     return DPOConfig(loss=loss, beta=beta, lr=lr, steps=steps, epochs=epochs, batch_size=batch, warmup=warmup,
                      mask_draws=draws, weighting=weighting, margin=margin, checkpoint_every=every,
-                     seed=seed, nll_weight=nll, logp=logp, trajectory_steps=traj)  # fmt: skip
+                     seed=seed, nll_weight=nll, logp=logp, trajectory_steps=traj, credit=credit)  # fmt: skip
 
 
 @dpo_app.command("train")
@@ -278,6 +305,7 @@ def train_cmd(
         _D_DPO.weighting, "--weighting", help="none, gap (verifier score gap) or blind (its score of the rejected)."
     ),
     margin: float = _MARGIN_OPT,
+    credit: str = _CREDIT_OPT,
     nll_weight: float = _NLL_OPT,
     checkpoint_every: int = _CKPT_OPT,
     seed: int = _SEED_OPT,
@@ -293,7 +321,7 @@ def train_cmd(
 
     with _errors():
         config = _dpo_config(loss, beta, lr, steps, epochs, batch_size, warmup, mask_draws, weighting, margin,
-                             checkpoint_every, seed, nll_weight, logp, trajectory_steps)  # fmt: skip
+                             checkpoint_every, seed, nll_weight, logp, trajectory_steps, credit)  # fmt: skip
         place = _placement(device, dtype)
         data = read_pairs(pairs, images=False)
         generator = load_generator(model, place)
@@ -336,6 +364,7 @@ def iterate_cmd(
     logp: str = _LOGP_OPT,
     trajectory_steps: int = _TRAJ_OPT,
     margin: float = _MARGIN_OPT,
+    credit: str = _CREDIT_OPT,
     nll_weight: float = _NLL_OPT,
     checkpoint_every: int = _CKPT_OPT,
     seed: int = _SEED_OPT,
@@ -346,17 +375,20 @@ def iterate_cmd(
     judge_dtype: str = _JUDGE_DTYPE_OPT,
 ) -> None:
     """Iterative DPO over --rounds rounds (rerun the same command to resume); --guided for verifier-guided DPO."""
-    from .cli import _judge, _placement, _positive
+    from .cli import InputError, _judge, _placement, _positive
     from .dpo.iterate import IterateConfig, iterate_dpo
     from .generators.registry import is_hf_model, saved_model_name
 
     with _errors():
         _positive("--rounds", rounds)
+        if credit == "until-failure" and not guided:
+            raise InputError("--credit until-failure needs --guided (the guide's PARM judges every step)")
         pair_cfg = _pair_config(n_prompts, images_per_prompt, sample_seed, sample_batch_size, exclude_benchmark,
-                                prompt_seed, pairs_per_prompt, threshold, guide_rank)  # fmt: skip
+                                prompt_seed, pairs_per_prompt, threshold, guide_rank,
+                                credit == "until-failure")  # fmt: skip
         weighting = ("gap" if guide_rank == "clearest" else "blind") if guided else "none"
         dpo_cfg = _dpo_config(loss, beta, lr, steps, epochs, batch_size, warmup, mask_draws, weighting, margin,
-                              checkpoint_every, seed, nll_weight, logp, trajectory_steps)  # fmt: skip
+                              checkpoint_every, seed, nll_weight, logp, trajectory_steps, credit)  # fmt: skip
         config = IterateConfig(rounds, reference, pair_cfg, dpo_cfg)
         place, loader = _placement(device, dtype), _judge(judge_device, judge_dtype)
         metas = _metas(prompts, n_prompts, prompt_seed, exclude_benchmark, is_hf_model(model))

@@ -14,6 +14,7 @@ LOSS_NAMES = ("sigmoid", "ipo", "hinge")  # losses.LOSSES holds the functions, i
 WEIGHTINGS = ("none", "gap", "blind")
 GUIDE_RANKS = ("clearest", "blind-spots")
 REFERENCES = ("round", "base")
+CREDITS = ("all", "until-failure")  # which tokens of a rejected image DPO pushes down (see DPOConfig.credit)
 LOGPS = ("masked", "trajectory")  # masked-token model: random shared masks, or the sampler's own decoding order
 
 
@@ -30,6 +31,7 @@ class PairConfig:
     # with a guide: "clearest" pairs its best-scored yes with its worst-scored no; "blind-spots" pairs its best yes
     # with the no it scores highest, the failures that test-time verification by the same verifier would let through
     guide_rank: str = "clearest"
+    judge_steps: bool = False  # the guide also judges every step's preview of every sample (credit="until-failure")
 
     def __post_init__(self) -> None:
         for name in ("n_prompts", "batch_size", "pairs_per_prompt"):
@@ -59,6 +61,9 @@ class DPOConfig:
     weighting: str = "none"
     margin: float = 0.0  # per-pair margin = margin * score gap, in reward units (verifier-guided DPO)
     nll_weight: float = 0.0  # RPO: + nll_weight * NLL of the chosen image per token (0: plain DPO)
+    # step-credited DPO (beyond the paper): "until-failure" scores a rejected image only over the tokens committed up
+    # to the step where the guide's PARM first judged its preview hopeless (pairs built with judge_steps)
+    credit: str = "all"
     checkpoint_every: int = 50
     seed: int = 0
 
@@ -67,6 +72,8 @@ class DPOConfig:
             raise ValueError(f"unknown DPO loss {self.loss!r}; known: {', '.join(LOSS_NAMES)}")
         if self.logp not in LOGPS:
             raise ValueError(f"unknown log-probability {self.logp!r}; known: {', '.join(LOGPS)}")
+        if self.credit not in CREDITS:
+            raise ValueError(f"unknown credit {self.credit!r}; known: {', '.join(CREDITS)}")
         if self.weighting not in WEIGHTINGS:
             raise ValueError(f"unknown weighting {self.weighting!r}; known: {', '.join(WEIGHTINGS)}")
         for name in ("batch_size", "mask_draws", "checkpoint_every"):

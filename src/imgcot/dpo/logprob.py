@@ -46,12 +46,16 @@ def pair_logps(
     chosen: torch.Tensor,
     rejected: torch.Tensor,
     masks: torch.Tensor | None = None,
+    credit: torch.Tensor | None = None,
 ) -> dict[str, torch.Tensor]:
     """(B,) log-probs of chosen and rejected under the policy (with gradient) and the reference (without); each model
-    sees chosen and rejected in one 2B-row forward pass with the same `masks` (B, N) for both halves."""
+    sees chosen and rejected in one 2B-row forward pass with the same `masks` (B, N) for both halves. A causal
+    model given `credit` (B, N) sums the rejected image over those positions only."""
     both_prompts = list(prompts) + list(prompts)
     tokens = torch.cat([chosen, rejected])
     both_masks = None if masks is None else torch.cat([masks, masks])
+    if credit is not None:
+        both_masks = torch.cat([torch.ones_like(credit), credit])
     policy_logp = policy.log_prob(both_prompts, tokens, both_masks)
     with torch.no_grad():
         ref_logp = reference.log_prob(both_prompts, tokens, both_masks)
@@ -77,11 +81,13 @@ def trajectory_logps(
     rejected: torch.Tensor,
     orders: tuple[torch.Tensor, torch.Tensor],
     steps: torch.Tensor,
+    credit: torch.Tensor | None = None,
 ) -> dict[str, torch.Tensor]:
     """(B,) trajectory log-probs: for each pair the steps in `steps` (K, B), shared by chosen and rejected, policy
     and reference; at step s the input keeps the tokens committed before s and scores those committed at s. The sum
     is scaled by T / K, an unbiased estimate of the whole trajectory's log-probability (exact when K = T).
-    All K x 2B rows run as one forward pass per model."""
+    With `credit` (B, N) the rejected image scores only those tokens. All K x 2B rows run as one forward pass per
+    model."""
     k, b = steps.shape
     step = steps.reshape(-1)[:, None]  # row r = k_i * B + j holds pair j at its k_i-th drawn step
 
@@ -90,6 +96,8 @@ def trajectory_logps(
         return tokens.repeat(k, 1), order >= step, order == step
 
     (tc, mc, sc), (tr, mr, sr) = rows(chosen, orders[0]), rows(rejected, orders[1])
+    if credit is not None:
+        sr = sr & credit.repeat(k, 1)
     tokens, masks, scored = torch.cat([tc, tr]), torch.cat([mc, mr]), torch.cat([sc, sr])
     texts = list(prompts) * (2 * k)
     policy_logp = policy.log_prob(texts, tokens, masks, scored)
@@ -116,13 +124,15 @@ def dpo_logps(
     ref_cache: tuple[torch.Tensor, torch.Tensor] | None = None,
     orders: tuple[torch.Tensor, torch.Tensor] | None = None,
     trajectory_steps: int = 0,
+    credit: torch.Tensor | None = None,
 ) -> dict[str, torch.Tensor]:
     """Exact log-likelihoods for a causal generator (reference values from `ref_cache` (chosen, rejected) when
     given: they do not change during training); with `orders` (chosen, rejected decoding orders) the trajectory
     estimate over `trajectory_steps` drawn steps (0: every step); otherwise the mean over `mask_draws` shared-mask
-    estimates."""
+    estimates. `credit` (B, N): the rejected images' tokens to score (causal or trajectory; None: all)."""
     if policy.causal and ref_cache is not None:
-        policy_logp = policy.log_prob(list(prompts) + list(prompts), torch.cat([chosen, rejected]))
+        masks = None if credit is None else torch.cat([torch.ones_like(credit), credit])
+        policy_logp = policy.log_prob(list(prompts) + list(prompts), torch.cat([chosen, rejected]), masks)
         b = len(prompts)
         return {
             "policy_chosen": policy_logp[:b],
@@ -131,10 +141,12 @@ def dpo_logps(
             "ref_rejected": ref_cache[1],
         }
     if policy.causal:
-        return pair_logps(policy, reference, prompts, chosen, rejected)
+        return pair_logps(policy, reference, prompts, chosen, rejected, credit=credit)
     if orders is not None:
         steps = draw_steps(len(prompts), policy.num_steps, trajectory_steps or policy.num_steps, gen)
-        return trajectory_logps(policy, reference, prompts, chosen, rejected, orders, steps)
+        return trajectory_logps(policy, reference, prompts, chosen, rejected, orders, steps, credit)
+    if credit is not None:
+        raise ValueError("step credit needs a causal generator or trajectory log-probabilities")
     decoding = policy.config.decoding
     total: dict[str, torch.Tensor] = {}
     for _ in range(mask_draws):
@@ -146,14 +158,20 @@ def dpo_logps(
 
 @torch.no_grad()
 def exact_reference_logps(
-    reference: TokenGenerator, prompts: list[str], chosen: torch.Tensor, rejected: torch.Tensor, batch_size: int = 64
+    reference: TokenGenerator,
+    prompts: list[str],
+    chosen: torch.Tensor,
+    rejected: torch.Tensor,
+    credit: torch.Tensor | None = None,
+    batch_size: int = 64,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(P,) exact reference log-likelihoods of every chosen and rejected sequence of a causal generator."""
+    """(P,) exact reference log-likelihoods of every chosen and rejected sequence of a causal generator (the rejected
+    ones over the `credit` positions only, when given)."""
     if not reference.causal:
         raise ValueError("exact reference log-likelihoods need a causal (raster AR) generator")
     out_c, out_r = [], []
     for start in range(0, len(prompts), batch_size):
         part = slice(start, start + batch_size)
         out_c.append(reference.log_prob(prompts[part], chosen[part]))
-        out_r.append(reference.log_prob(prompts[part], rejected[part]))
+        out_r.append(reference.log_prob(prompts[part], rejected[part], None if credit is None else credit[part]))
     return torch.cat(out_c), torch.cat(out_r)

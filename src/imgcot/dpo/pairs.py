@@ -4,8 +4,10 @@ rejected image per prompt (shared/method.md section 4), saved as parquet in TRL'
 Columns: `prompt`, `chosen`, `rejected` (PNG bytes), `chosen_score`, `rejected_score` (the labeller's scores),
 `chosen_guide`, `rejected_guide` (the guiding verifier's scores, NaN without one), `chosen_tokens`,
 `rejected_tokens` (the generator's token ids, what DPO trains on), `chosen_order`, `rejected_order` (the step at
-which the sampler committed each token, for trajectory log-probabilities; optional: older files lack them). The
-file's schema metadata (`imgcot`) holds the model, labeller, guide and the statistics of the run.
+which the sampler committed each token, for trajectory log-probabilities; optional: older files lack them),
+`chosen_potential`, `rejected_potential` (the guide's potential of every step's preview, NaN before the step it
+judges clear; only when the guide judged the steps, for step-credited DPO). The file's schema metadata
+(`imgcot`) holds the model, labeller, guide and the statistics of the run.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
-from ..core import OutcomeVerifier
+from ..core import GenState, OutcomeVerifier, StepVerifier
 from ..fileio import png_bytes, write_bytes_atomic
 from ..generators.base import TokenGenerator
 from ..generators.run import run_recording_order
@@ -60,6 +62,9 @@ SCHEMA = pa.schema(
 )
 ORDER_COLUMNS = ("chosen_order", "rejected_order")
 ORDER_FIELDS = [(name, pa.list_(pa.int16())) for name in ORDER_COLUMNS]
+POTENTIAL_COLUMNS = ("chosen_potential", "rejected_potential")
+POTENTIAL_FIELDS = [(name, pa.list_(pa.float32())) for name in POTENTIAL_COLUMNS]
+POTENTIAL_THRESHOLD = 0.5  # PARM's cut: a clear step with potential below it is a path PARM would prune
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
 
 
@@ -83,6 +88,8 @@ class Pairs:
     info: dict = field(default_factory=dict)
     chosen_order: torch.Tensor | None = None  # (P, N) decoding step of each token, or None when not recorded
     rejected_order: torch.Tensor | None = None
+    chosen_potential: torch.Tensor | None = None  # (P, T) the guide's potential per step, NaN where not judged clear
+    rejected_potential: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return len(self.prompts)
@@ -96,6 +103,22 @@ class Pairs:
         if self.guided:
             return self.chosen_guide, self.rejected_guide
         return self.chosen_score, self.rejected_score
+
+
+def failure_steps(potentials: torch.Tensor, threshold: float = POTENTIAL_THRESHOLD) -> torch.Tensor:
+    """(P,) for each trajectory the 1-based step at which its judge first called a clear preview hopeless (potential
+    below `threshold`: where PARM's search would prune it), or T when it never did. NaN (not judged clear) never
+    counts."""
+    steps = potentials.shape[1]
+    hopeless = potentials < threshold  # NaN compares False
+    first = torch.where(hopeless, torch.arange(1, steps + 1), torch.full_like(hopeless, steps + 1, dtype=torch.long))
+    return first.min(1).values.clamp(max=steps)
+
+
+def credited_tokens(order: torch.Tensor, failure: torch.Tensor) -> torch.Tensor:
+    """(P, N) bool: the tokens committed at steps 1..failure (order is 0-based), the decisions that made the path
+    fail; the tokens decoded after it are not blamed."""
+    return order < failure[:, None]
 
 
 # --- prompts -------------------------------------------------------------------------------------------------------
@@ -129,18 +152,36 @@ def sample_tokens(
     seeds: list[int],
     batch_size: int = 64,
     progress: Progress | None = None,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Final token maps (B, N), images (B, H, W, 3) uint8 and decoding orders (B, N), `batch_size` rows per batch."""
-    tokens, images, orders = [], [], []
+    judge: StepVerifier | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """Final token maps (B, N), images (B, H, W, 3) uint8, decoding orders (B, N), `batch_size` rows per batch, and
+    with a step `judge` its potential of every step's preview (B, T), NaN where it did not judge the preview clear."""
+    tokens, images, orders, potentials = [], [], [], []
     for start in range(0, len(prompts), batch_size):
         part = slice(start, start + batch_size)
-        state, order = run_recording_order(generator, generator.init(prompts[part], seeds[part]))
+        judged: list[torch.Tensor] = []
+        on_step = None if judge is None else _potential_recorder(generator, judge, judged)
+        state, order = run_recording_order(generator, generator.init(prompts[part], seeds[part]), on_step)
         tokens.append(state.tokens.clone())
         images.append(generator.decode(state))
         orders.append(order)
+        if judge is not None:
+            potentials.append(torch.stack(judged, 1))
         if progress:
             progress("sampling", min(start + batch_size, len(prompts)), len(prompts))
-    return torch.cat(tokens), torch.cat(images), torch.cat(orders)
+    return torch.cat(tokens), torch.cat(images), torch.cat(orders), torch.cat(potentials) if potentials else None
+
+
+def _potential_recorder(generator: TokenGenerator, judge: StepVerifier, into: list[torch.Tensor]):
+    """A step callback appending the judge's (B,) potential of each preview to `into`, NaN where not judged clear
+    (PARM asks the potential question only of clear steps)."""
+
+    def record(state: GenState) -> None:
+        score = judge.judge(state.prompts, generator.preview(state), state.step, generator.num_steps)
+        clear = score.clarity.float().cpu() >= POTENTIAL_THRESHOLD
+        into.append(torch.where(clear, score.potential.float().cpu(), math.nan))
+
+    return record
 
 
 def score_images(
@@ -201,7 +242,10 @@ def build_pairs(
     rows = [p for p in prompts for _ in range(k)]
     seeds = [image_seed(config.sample_seed, i, j) for i in range(len(prompts)) for j in range(k)]
     start = time.perf_counter()
-    tokens, images, orders = sample_tokens(generator, rows, seeds, config.batch_size, progress)
+    if config.judge_steps and not callable(getattr(guide, "judge", None)):
+        raise ValueError("judging the steps needs a guide that judges steps (a PARM or PRM)")
+    step_judge = guide if config.judge_steps else None
+    tokens, images, orders, potentials = sample_tokens(generator, rows, seeds, config.batch_size, progress, step_judge)
     sampled = time.perf_counter()
     labels = score_images(labeler, rows, images, progress=progress).view(len(prompts), k)
     guides = None if guide is None else score_images(guide, rows, images, stage="guiding", progress=progress)
@@ -238,6 +282,8 @@ def build_pairs(
         info={"config": asdict(config), "stats": stats},
         chosen_order=orders[index_w],
         rejected_order=orders[index_l],
+        chosen_potential=None if potentials is None else potentials[index_w],
+        rejected_potential=None if potentials is None else potentials[index_l],
     )
 
 
@@ -261,6 +307,9 @@ def write_pairs(pairs: Pairs, path: str | Path) -> Path:
     if pairs.chosen_order is not None and pairs.rejected_order is not None:
         columns.update({"chosen_order": pairs.chosen_order.tolist(), "rejected_order": pairs.rejected_order.tolist()})
         schema = pa.schema(list(SCHEMA) + [pa.field(n, t) for n, t in ORDER_FIELDS])
+    if pairs.chosen_potential is not None and pairs.rejected_potential is not None:
+        columns.update({n: getattr(pairs, n).tolist() for n in POTENTIAL_COLUMNS})
+        schema = pa.schema(list(schema) + [pa.field(n, t) for n, t in POTENTIAL_FIELDS])
     schema = schema.with_metadata({"imgcot": json.dumps(pairs.info)})
     buffer = io.BytesIO()
     pq.write_table(pa.table(columns, schema=schema), buffer)
@@ -279,7 +328,7 @@ def read_pairs(path: str | Path, images: bool = True) -> Pairs:
         if missing:
             raise PairsError(f"{path}: not a pairs file (missing columns {', '.join(missing)})")
         wanted = [c for c in COLUMNS if images or c not in ("chosen", "rejected")]
-        wanted += [c for c in ORDER_COLUMNS if c in schema.names]
+        wanted += [c for c in ORDER_COLUMNS + POTENTIAL_COLUMNS if c in schema.names]
         table = pq.read_table(path, columns=wanted)
     except (pa.ArrowException, OSError) as err:
         raise PairsError(f"{path}: unreadable parquet ({err})") from None
@@ -289,6 +338,7 @@ def read_pairs(path: str | Path, images: bool = True) -> Pairs:
     try:
         tokens = [_token_tensor(data[c]) for c in COLUMNS[-2:]]
         orders = [_token_tensor(data[c]) if c in data else None for c in ORDER_COLUMNS]
+        potentials = [_float_tensor(data[c]) if c in data else None for c in POTENTIAL_COLUMNS]
     except (ValueError, TypeError):
         raise PairsError(f"{path}: token lists of different lengths") from None
     floats = [torch.tensor(data[c], dtype=torch.float64) for c in COLUMNS[3:7]]
@@ -301,8 +351,15 @@ def read_pairs(path: str | Path, images: bool = True) -> Pairs:
         info=info,
         chosen_order=orders[0],
         rejected_order=orders[1],
+        chosen_potential=potentials[0],
+        rejected_potential=potentials[1],
     )
 
 
 def _token_tensor(rows: list[list[int]]) -> torch.Tensor:
     return torch.tensor(rows, dtype=torch.long) if rows else torch.zeros((0, 0), dtype=torch.long)
+
+
+def _float_tensor(rows: list[list[float | None]]) -> torch.Tensor:
+    values = [[math.nan if v is None else v for v in row] for row in rows]
+    return torch.tensor(values, dtype=torch.float32) if values else torch.zeros((0, 0))

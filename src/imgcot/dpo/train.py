@@ -28,7 +28,7 @@ from ..train.state import has_state, optimizer_tensors, read_state, restore_opti
 from .config import DPOConfig
 from .logprob import bind, dpo_logps, exact_reference_logps
 from .losses import blind_spot_weights, dpo_objective, gap_weights
-from .pairs import Pairs
+from .pairs import Pairs, credited_tokens, failure_steps
 
 METRICS_FILE = "metrics.jsonl"
 CHECKPOINT_DIR = "checkpoint"
@@ -101,6 +101,23 @@ def check_trajectory(pairs: Pairs, generator: TokenGenerator, config: DPOConfig)
     if int(orders.min()) < 0 or int(orders.max()) >= generator.num_steps:
         raise ValueError(f"the pairs' decoding orders span steps {int(orders.min())}..{int(orders.max())}; "
                          f"the model decodes in {generator.num_steps}")  # fmt: skip
+
+
+def rejected_credit(pairs: Pairs, generator: TokenGenerator, config: DPOConfig) -> torch.Tensor | None:
+    """(P, N) bool: the rejected images' tokens DPO scores under `credit="until-failure"` (those committed up to the
+    step where the guide first judged the path hopeless), or None for plain credit (every token)."""
+    if config.credit == "all":
+        return None
+    if pairs.rejected_potential is None or pairs.rejected_order is None:
+        raise ValueError("--credit until-failure needs pairs whose guide judged every step (build them with a PARM "
+                         "guide and --judge-steps)")  # fmt: skip
+    if not generator.causal and config.logp != "trajectory":
+        raise ValueError("--credit until-failure on a masked-token model needs --logp trajectory (the random-mask "
+                         "estimate has no decoding steps)")  # fmt: skip
+    if pairs.rejected_potential.shape[1] != generator.num_steps:
+        raise ValueError(f"the pairs' step judgments cover {pairs.rejected_potential.shape[1]} steps; the model "
+                         f"decodes in {generator.num_steps}")  # fmt: skip
+    return credited_tokens(pairs.rejected_order, failure_steps(pairs.rejected_potential))
 
 
 def pair_guidance(pairs: Pairs, config: DPOConfig) -> tuple[torch.Tensor | None, torch.Tensor]:
@@ -197,10 +214,11 @@ def train_dpo(
     elif metrics_path.exists():
         metrics_path.unlink()
     weights, margins = pair_guidance(pairs, config)  # refuses a weighting the pairs cannot give, before any write
+    credit = rejected_credit(pairs, generator, config)  # likewise a credit rule
     out.mkdir(parents=True, exist_ok=True)
     ref_cache = None
     if generator.causal:  # exact reference log-likelihoods do not change: compute them once
-        ref_cache = exact_reference_logps(ref, pairs.prompts, pairs.chosen_tokens, pairs.rejected_tokens)
+        ref_cache = exact_reference_logps(ref, pairs.prompts, pairs.chosen_tokens, pairs.rejected_tokens, credit)
     started = time.perf_counter() - elapsed
     while step < total:
         rows = batch_indices(step, config.batch_size, len(pairs), config.seed)
@@ -216,6 +234,7 @@ def train_dpo(
             None if ref_cache is None else (ref_cache[0][rows], ref_cache[1][rows]),
             None if config.logp != "trajectory" else (pairs.chosen_order[rows], pairs.rejected_order[rows]),
             config.trajectory_steps,
+            None if credit is None else credit[rows],
         )
         batch_weights = None if weights is None else weights[rows]
         loss, metrics = dpo_objective(

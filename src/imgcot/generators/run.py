@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 
 from ..core import GenState, StepwiseGenerator
@@ -14,15 +16,20 @@ def run_to_end(generator: StepwiseGenerator, state: GenState) -> GenState:
     return state
 
 
-def run_recording_order(generator: TokenGenerator, state: GenState) -> tuple[GenState, torch.Tensor]:
+def run_recording_order(
+    generator: TokenGenerator, state: GenState, on_step: Callable[[GenState], None] | None = None
+) -> tuple[GenState, torch.Tensor]:
     """Run to the end and return, with the final state, (B, N) the step at which each token was committed: the
-    model's own decoding order (-1 where a token was never committed)."""
+    model's own decoding order (-1 where a token was never committed). `on_step` sees the state after every step
+    (e.g. to judge its preview)."""
     undecided = generator.undecided
     order = torch.full(tuple(state.tokens.shape), -1, dtype=torch.long)
     while not generator.is_done(state):
         state = generator.step(state)
         fresh = (order < 0) & (state.tokens.cpu() != undecided)
         order[fresh] = state.step - 1
+        if on_step is not None:
+            on_step(state)
     return state, order
 
 
