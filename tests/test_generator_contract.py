@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from imgcot.core import concat_states, load_state, save_state
 from imgcot.generators.run import run_to_end
+from imgcot.nn import transformer
 from tiny import tiny_generator
 
 PROMPTS = ["a photo of a red star", "a photo of three hearts", "a photo of a cross below a square"]
@@ -142,3 +144,30 @@ def test_cached_raster_decoding_matches_a_full_forward(tmp_path):
     bos = torch.full((3, 1), generator.undecided, dtype=torch.long)
     logits = generator.model(generator.prompt_ids(PROMPTS), torch.cat([bos, state.tokens[:, :-1]], 1))[0]
     assert torch.equal(logits.argmax(-1), state.tokens)
+
+
+def test_whole_buffer_attention_matches_attention_over_the_prefix():
+    """Past `position` the buffers hold another branch's keys and values: they get weight 0."""
+    gen = torch.Generator().manual_seed(0)
+    keys, values = (torch.randn(5, 2, 20, 8, generator=gen) for _ in range(2))
+    q = torch.randn(5, 2, 1, 8, generator=gen)
+    for position in (0, 7, 19):
+        whole = transformer.attend_full_buffer(q, 50 * keys, values, position)
+        prefix = F.scaled_dot_product_attention(q, 50 * keys[:, :, : position + 1], values[:, :, : position + 1])
+        assert torch.allclose(whole, prefix, atol=1e-5)
+
+
+def test_raster_decoding_through_whole_buffer_attention_gives_the_same_images(tmp_path, monkeypatch):
+    """Large batches attend over whole masked buffers; forcing that path on a small batch, including a second
+    branch whose parent's buffers were written past its cache, decodes the same tokens."""
+    generator = tiny_generator("ar", tmp_path)
+
+    def branches():
+        parent = generator.step(generator.init(PROMPTS, SEEDS))
+        child = run_to_end(generator, generator.step(parent))
+        sibling = run_to_end(generator, generator.step(parent))
+        return child.tokens, sibling.tokens
+
+    expected = branches()
+    monkeypatch.setattr(transformer, "FULL_BUFFER_ATTENTION_ELEMENTS", 0)
+    assert all(torch.equal(a, b) for a, b in zip(branches(), expected, strict=True))

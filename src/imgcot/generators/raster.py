@@ -96,7 +96,7 @@ class RasterGenerator(TokenGenerator):
             pair = []
             for i in range(2):
                 held = parts[0][layer][i]
-                buffer = held.new_empty((rows, held.shape[1], capacity, held.shape[3]))
+                buffer = held.new_zeros((rows, held.shape[1], capacity, held.shape[3]))  # finite past the cache
                 for j, part in enumerate(parts):
                     buffer[j * state.batch : (j + 1) * state.batch, :, :length] = part[layer][i]
                 pair.append(buffer)
