@@ -41,6 +41,7 @@ from imgcot.dpo.pairs import (
     choose_pairs,
     credited_tokens,
     failure_steps,
+    previewed_tokens,
     read_pairs,
     sample_tokens,
     training_prompts,
@@ -564,17 +565,34 @@ def test_failure_step_is_the_first_clear_hopeless_step() -> None:
         DPOConfig(credit="some")
 
 
+def test_failure_preview_credit_adds_the_later_tokens_the_failing_preview_showed() -> None:
+    order = torch.tensor([[0, 0, 1, 1, 2, 2], [0, 1, 1, 2, 2, 2]])
+    failure = torch.tensor([1, 3])  # the first path fails at step 1, the second never (credited in full anyway)
+    tokens = torch.tensor([[5, 6, 7, 8, 9, 4], [1, 2, 3, 4, 5, 6]])
+    previews = torch.tensor(
+        [
+            [[5, 6, 7, 0, 9, 0], [5, 6, 7, 8, 0, 0], [5, 6, 7, 8, 9, 4]],  # step 1 showed 7 and 9 as they stayed
+            [[1, 0, 0, 0, 0, 0], [1, 2, 3, 0, 0, 0], [1, 2, 3, 4, 5, 6]],
+        ]
+    )
+    credit = previewed_tokens(order, failure, tokens, previews)
+    assert credit.int().tolist() == [[1, 1, 1, 0, 1, 0], [1, 1, 1, 1, 1, 1]]
+    assert torch.equal(credited_tokens(order, failure) <= credit, torch.ones_like(credit))
+
+
 @pytest.mark.parametrize("kind", ["maskgit", "ar"])
 def test_step_judged_pairs_hold_each_previews_potential(tiny, tmp_path, kind) -> None:
     generator, _ = tiny[kind]
     judge, t = ScriptedStepVerifier(), generator.num_steps
     seeds = [11, 12, 13]
-    tokens, _, order, potentials = sample_tokens(generator, PROMPTS, seeds, judge=judge)
+    tokens, _, order, (potentials, previews) = sample_tokens(generator, PROMPTS, seeds, judge=judge)
     assert potentials.shape == (3, t) and judge.calls == list(range(1, t + 1))
+    assert previews.shape == (3, t, tokens.shape[1]) and torch.equal(previews[:, -1], tokens)
     assert bool(potentials[:, 0].isnan().all()) and not bool(potentials[:, 1:].isnan().any())  # clear from step 2
     state = generator.init(PROMPTS, seeds)  # the same steps by hand
     for s in range(1, t + 1):
         state = generator.step(state)
+        assert torch.equal(previews[:, s - 1], state.predicted)
         if s >= 2:
             assert torch.equal(potentials[:, s - 1], ScriptedVerifier().score(PROMPTS, generator.preview(state)))
     assert torch.equal(state.tokens, tokens)
@@ -582,11 +600,12 @@ def test_step_judged_pairs_hold_each_previews_potential(tiny, tmp_path, kind) ->
     pairs = build_pairs(generator, PROMPTS, config, ScriptedVerifier(), ScriptedStepVerifier())
     assert pairs.rejected_potential.shape == (len(pairs), t)
     back = read_pairs(write_pairs(pairs, tmp_path / "p.parquet"), images=False)
+    assert torch.equal(back.rejected_previews, pairs.rejected_previews)
     for name in ("chosen_potential", "rejected_potential"):
         assert torch.equal(getattr(back, name).isnan(), getattr(pairs, name).isnan())
         assert torch.equal(getattr(back, name).nan_to_num(), getattr(pairs, name).nan_to_num())
-    plain = read_pairs(write_pairs(replace(pairs, rejected_potential=None), tmp_path / "q.parquet"))
-    assert plain.rejected_potential is None and plain.chosen_potential is None
+    plain = read_pairs(write_pairs(replace(pairs, rejected_potential=None, rejected_previews=None), tmp_path / "q.pq"))
+    assert plain.rejected_potential is None and plain.chosen_potential is None and plain.rejected_previews is None
     with pytest.raises(ValueError, match="judges steps"):
         build_pairs(generator, PROMPTS, config, ScriptedVerifier(), ScriptedVerifier())
 
@@ -626,6 +645,8 @@ def test_step_credit_changes_the_update_and_needs_step_judgments(tiny, tmp_path)
     credit = rejected_credit(pairs, generator, DPOConfig(credit="until-failure"))
     rows = 3 * generator.config.decoding.rows_per_step  # the token rows of steps 1-3
     assert len(pairs) > 0 and credit.sum(1).tolist() == [rows * generator.config.tokenizer.grid] * len(pairs)
+    # a raster preview shows only committed rows: the failing preview adds no token
+    assert torch.equal(rejected_credit(pairs, generator, DPOConfig(credit="failure-preview")), credit)
     plain = DPOConfig(lr=1e-3, steps=2, batch_size=2, warmup=0)
     a = weights_of(train_dpo(generator, pairs, tmp_path / "all", plain).model)
     b = weights_of(train_dpo(generator, pairs, tmp_path / "credit", replace(plain, credit="until-failure")).model)
@@ -639,6 +660,15 @@ def test_step_credit_changes_the_update_and_needs_step_judgments(tiny, tmp_path)
     traj = replace(plain, credit="until-failure", logp="trajectory")
     trained = weights_of(train_dpo(mg, mg_pairs, tmp_path / "z", traj).model)
     assert any(not torch.equal(v, weights_of(mg.model)[k]) for k, v in trained.items())
+    # a masked-token preview also shows predictions of tokens committed later: those it kept join the credit
+    mg_pairs.rejected_potential[:] = 0.0  # hopeless from step 1, whose preview showed every other final token
+    mg_pairs.rejected_previews[:, 0, ::2] = mg_pairs.rejected_tokens[:, ::2]
+    shown = replace(traj, credit="failure-preview")
+    narrow, wide = rejected_credit(mg_pairs, mg, traj), rejected_credit(mg_pairs, mg, shown)
+    kept = mg_pairs.rejected_previews[:, 0] == mg_pairs.rejected_tokens
+    assert torch.equal(wide, narrow | kept) and bool(wide[:, ::2].all()) and bool((wide & ~narrow).any())
+    with pytest.raises(ValueError, match="recorded every step's preview"):
+        train_dpo(mg, replace(mg_pairs, rejected_previews=None), tmp_path / "w", shown)
 
 
 def test_cli_step_credit_needs_a_guide(tmp_path) -> None:

@@ -81,8 +81,9 @@ _NLL_OPT = typer.Option(_D_DPO.nll_weight, "--nll-weight", help="RPO: + this x t
 _CREDIT_OPT = typer.Option(
     _D_DPO.credit,
     "--credit",
-    help="Tokens of a rejected image DPO pushes down: all, or until-failure (those decoded up to the step where the "
-    "guide's PARM first judged it hopeless; pairs built with step judgments).",
+    help="Tokens of a rejected image DPO pushes down: all; until-failure (those decoded up to the step where the "
+    "guide's PARM first judged it hopeless; pairs built with step judgments); or failure-preview (also the later "
+    "tokens that failing preview already showed).",
 )
 _JUDGE_STEPS_OPT = typer.Option(
     False, "--judge-steps", help="The guide also judges every step of every sample (for --credit until-failure)."
@@ -381,11 +382,11 @@ def iterate_cmd(
 
     with _errors():
         _positive("--rounds", rounds)
-        if credit == "until-failure" and not guided:
-            raise InputError("--credit until-failure needs --guided (the guide's PARM judges every step)")
+        if credit != "all" and not guided:
+            raise InputError(f"--credit {credit} needs --guided (the guide's PARM judges every step)")
         pair_cfg = _pair_config(n_prompts, images_per_prompt, sample_seed, sample_batch_size, exclude_benchmark,
                                 prompt_seed, pairs_per_prompt, threshold, guide_rank,
-                                credit == "until-failure")  # fmt: skip
+                                credit != "all")  # fmt: skip
         weighting = ("gap" if guide_rank == "clearest" else "blind") if guided else "none"
         dpo_cfg = _dpo_config(loss, beta, lr, steps, epochs, batch_size, warmup, mask_draws, weighting, margin,
                               checkpoint_every, seed, nll_weight, logp, trajectory_steps, credit)  # fmt: skip

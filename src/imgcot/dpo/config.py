@@ -14,7 +14,8 @@ LOSS_NAMES = ("sigmoid", "ipo", "hinge")  # losses.LOSSES holds the functions, i
 WEIGHTINGS = ("none", "gap", "blind")
 GUIDE_RANKS = ("clearest", "blind-spots")
 REFERENCES = ("round", "base")
-CREDITS = ("all", "until-failure")  # which tokens of a rejected image DPO pushes down (see DPOConfig.credit)
+# which tokens of a rejected image DPO pushes down (see DPOConfig.credit)
+CREDITS = ("all", "until-failure", "failure-preview")
 LOGPS = ("masked", "trajectory")  # masked-token model: random shared masks, or the sampler's own decoding order
 
 
@@ -62,7 +63,8 @@ class DPOConfig:
     margin: float = 0.0  # per-pair margin = margin * score gap, in reward units (verifier-guided DPO)
     nll_weight: float = 0.0  # RPO: + nll_weight * NLL of the chosen image per token (0: plain DPO)
     # step-credited DPO (beyond the paper): "until-failure" scores a rejected image only over the tokens committed up
-    # to the step where the guide's PARM first judged its preview hopeless (pairs built with judge_steps)
+    # to the step where the guide's PARM first judged its preview hopeless (pairs built with judge_steps);
+    # "failure-preview" also the later tokens whose final value that failing preview already showed
     credit: str = "all"
     checkpoint_every: int = 50
     seed: int = 0

@@ -6,7 +6,8 @@ Columns: `prompt`, `chosen`, `rejected` (PNG bytes), `chosen_score`, `rejected_s
 `rejected_tokens` (the generator's token ids, what DPO trains on), `chosen_order`, `rejected_order` (the step at
 which the sampler committed each token, for trajectory log-probabilities; optional: older files lack them),
 `chosen_potential`, `rejected_potential` (the guide's potential of every step's preview, NaN before the step it
-judges clear; only when the guide judged the steps, for step-credited DPO). The file's schema metadata
+judges clear; only when the guide judged the steps, for step-credited DPO), `rejected_previews` (the rejected image's
+token map of every step's preview, T x N flattened; likewise). The file's schema metadata
 (`imgcot`) holds the model, labeller, guide and the statistics of the run.
 """
 
@@ -64,6 +65,7 @@ ORDER_COLUMNS = ("chosen_order", "rejected_order")
 ORDER_FIELDS = [(name, pa.list_(pa.int16())) for name in ORDER_COLUMNS]
 POTENTIAL_COLUMNS = ("chosen_potential", "rejected_potential")
 POTENTIAL_FIELDS = [(name, pa.list_(pa.float32())) for name in POTENTIAL_COLUMNS]
+PREVIEWS_FIELD = ("rejected_previews", pa.list_(pa.int32()))
 POTENTIAL_THRESHOLD = 0.5  # PARM's cut: a clear step with potential below it is a path PARM would prune
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
 
@@ -90,6 +92,7 @@ class Pairs:
     rejected_order: torch.Tensor | None = None
     chosen_potential: torch.Tensor | None = None  # (P, T) the guide's potential per step, NaN where not judged clear
     rejected_potential: torch.Tensor | None = None
+    rejected_previews: torch.Tensor | None = None  # (P, T, N) the token map each step's preview showed
 
     def __len__(self) -> int:
         return len(self.prompts)
@@ -119,6 +122,17 @@ def credited_tokens(order: torch.Tensor, failure: torch.Tensor) -> torch.Tensor:
     """(P, N) bool: the tokens committed at steps 1..failure (order is 0-based), the decisions that made the path
     fail; the tokens decoded after it are not blamed."""
     return order < failure[:, None]
+
+
+def previewed_tokens(
+    order: torch.Tensor, failure: torch.Tensor, tokens: torch.Tensor, previews: torch.Tensor
+) -> torch.Tensor:
+    """(P, N) bool: the tokens committed at steps 1..failure, and the later ones whose final value the failing step's
+    preview already showed (previews: (P, T, N)). A masked-token preview shows predictions for the tokens not yet
+    committed; the failure the judge saw is in them where later steps kept them, and not where they were redrawn.
+    For raster order the preview holds only committed tokens, so this equals `credited_tokens`."""
+    failing_preview = previews[torch.arange(len(failure)), failure - 1]  # failure is 1-based
+    return credited_tokens(order, failure) | (failing_preview == tokens)
 
 
 # --- prompts -------------------------------------------------------------------------------------------------------
@@ -153,33 +167,38 @@ def sample_tokens(
     batch_size: int = 64,
     progress: Progress | None = None,
     judge: StepVerifier | None = None,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, tuple[torch.Tensor, torch.Tensor] | None]:
     """Final token maps (B, N), images (B, H, W, 3) uint8, decoding orders (B, N), `batch_size` rows per batch, and
-    with a step `judge` its potential of every step's preview (B, T), NaN where it did not judge the preview clear."""
-    tokens, images, orders, potentials = [], [], [], []
+    with a step `judge` its potential of every step's preview (B, T), NaN where it did not judge the preview clear,
+    with the token map each preview showed (B, T, N)."""
+    tokens, images, orders, potentials, previews = [], [], [], [], []
     for start in range(0, len(prompts), batch_size):
         part = slice(start, start + batch_size)
         judged: list[torch.Tensor] = []
-        on_step = None if judge is None else _potential_recorder(generator, judge, judged)
+        shown: list[torch.Tensor] = []
+        on_step = None if judge is None else _potential_recorder(generator, judge, judged, shown)
         state, order = run_recording_order(generator, generator.init(prompts[part], seeds[part]), on_step)
         tokens.append(state.tokens.clone())
         images.append(generator.decode(state))
         orders.append(order)
         if judge is not None:
             potentials.append(torch.stack(judged, 1))
+            previews.append(torch.stack(shown, 1))
         if progress:
             progress("sampling", min(start + batch_size, len(prompts)), len(prompts))
-    return torch.cat(tokens), torch.cat(images), torch.cat(orders), torch.cat(potentials) if potentials else None
+    judged_steps = (torch.cat(potentials), torch.cat(previews)) if potentials else None
+    return torch.cat(tokens), torch.cat(images), torch.cat(orders), judged_steps
 
 
-def _potential_recorder(generator: TokenGenerator, judge: StepVerifier, into: list[torch.Tensor]):
+def _potential_recorder(generator: TokenGenerator, judge: StepVerifier, into: list[torch.Tensor], shown: list):
     """A step callback appending the judge's (B,) potential of each preview to `into`, NaN where not judged clear
-    (PARM asks the potential question only of clear steps)."""
+    (PARM asks the potential question only of clear steps), and the (B, N) token map the preview decodes to `shown`."""
 
     def record(state: GenState) -> None:
         score = judge.judge(state.prompts, generator.preview(state), state.step, generator.num_steps)
         clear = score.clarity.float().cpu() >= POTENTIAL_THRESHOLD
         into.append(torch.where(clear, score.potential.float().cpu(), math.nan))
+        shown.append(state.predicted.cpu().clone())
 
     return record
 
@@ -245,7 +264,8 @@ def build_pairs(
     if config.judge_steps and not callable(getattr(guide, "judge", None)):
         raise ValueError("judging the steps needs a guide that judges steps (a PARM or PRM)")
     step_judge = guide if config.judge_steps else None
-    tokens, images, orders, potentials = sample_tokens(generator, rows, seeds, config.batch_size, progress, step_judge)
+    tokens, images, orders, judged = sample_tokens(generator, rows, seeds, config.batch_size, progress, step_judge)
+    potentials, previews = (None, None) if judged is None else judged
     sampled = time.perf_counter()
     labels = score_images(labeler, rows, images, progress=progress).view(len(prompts), k)
     guides = None if guide is None else score_images(guide, rows, images, stage="guiding", progress=progress)
@@ -284,6 +304,7 @@ def build_pairs(
         rejected_order=orders[index_l],
         chosen_potential=None if potentials is None else potentials[index_w],
         rejected_potential=None if potentials is None else potentials[index_l],
+        rejected_previews=None if previews is None else previews[index_l],
     )
 
 
@@ -310,6 +331,9 @@ def write_pairs(pairs: Pairs, path: str | Path) -> Path:
     if pairs.chosen_potential is not None and pairs.rejected_potential is not None:
         columns.update({n: getattr(pairs, n).tolist() for n in POTENTIAL_COLUMNS})
         schema = pa.schema(list(schema) + [pa.field(n, t) for n, t in POTENTIAL_FIELDS])
+    if pairs.rejected_previews is not None:
+        columns[PREVIEWS_FIELD[0]] = pairs.rejected_previews.flatten(1).tolist()
+        schema = pa.schema(list(schema) + [pa.field(*PREVIEWS_FIELD)])
     schema = schema.with_metadata({"imgcot": json.dumps(pairs.info)})
     buffer = io.BytesIO()
     pq.write_table(pa.table(columns, schema=schema), buffer)
@@ -328,7 +352,7 @@ def read_pairs(path: str | Path, images: bool = True) -> Pairs:
         if missing:
             raise PairsError(f"{path}: not a pairs file (missing columns {', '.join(missing)})")
         wanted = [c for c in COLUMNS if images or c not in ("chosen", "rejected")]
-        wanted += [c for c in ORDER_COLUMNS + POTENTIAL_COLUMNS if c in schema.names]
+        wanted += [c for c in (*ORDER_COLUMNS, *POTENTIAL_COLUMNS, PREVIEWS_FIELD[0]) if c in schema.names]
         table = pq.read_table(path, columns=wanted)
     except (pa.ArrowException, OSError) as err:
         raise PairsError(f"{path}: unreadable parquet ({err})") from None
@@ -339,7 +363,10 @@ def read_pairs(path: str | Path, images: bool = True) -> Pairs:
         tokens = [_token_tensor(data[c]) for c in COLUMNS[-2:]]
         orders = [_token_tensor(data[c]) if c in data else None for c in ORDER_COLUMNS]
         potentials = [_float_tensor(data[c]) if c in data else None for c in POTENTIAL_COLUMNS]
-    except (ValueError, TypeError):
+        previews = _token_tensor(data[PREVIEWS_FIELD[0]]) if PREVIEWS_FIELD[0] in data else None
+        if previews is not None and potentials[1] is not None:
+            previews = previews.view(len(previews), potentials[1].shape[1], -1)
+    except (ValueError, TypeError, RuntimeError):
         raise PairsError(f"{path}: token lists of different lengths") from None
     floats = [torch.tensor(data[c], dtype=torch.float64) for c in COLUMNS[3:7]]
     return Pairs(
@@ -353,6 +380,7 @@ def read_pairs(path: str | Path, images: bool = True) -> Pairs:
         rejected_order=orders[1],
         chosen_potential=potentials[0],
         rejected_potential=potentials[1],
+        rejected_previews=previews,
     )
 
 

@@ -28,7 +28,7 @@ from ..train.state import has_state, optimizer_tensors, read_state, restore_opti
 from .config import DPOConfig
 from .logprob import bind, dpo_logps, exact_reference_logps
 from .losses import blind_spot_weights, dpo_objective, gap_weights
-from .pairs import Pairs, credited_tokens, failure_steps
+from .pairs import Pairs, credited_tokens, failure_steps, previewed_tokens
 
 METRICS_FILE = "metrics.jsonl"
 CHECKPOINT_DIR = "checkpoint"
@@ -105,19 +105,26 @@ def check_trajectory(pairs: Pairs, generator: TokenGenerator, config: DPOConfig)
 
 def rejected_credit(pairs: Pairs, generator: TokenGenerator, config: DPOConfig) -> torch.Tensor | None:
     """(P, N) bool: the rejected images' tokens DPO scores under `credit="until-failure"` (those committed up to the
-    step where the guide first judged the path hopeless), or None for plain credit (every token)."""
+    step where the guide first judged the path hopeless) or "failure-preview" (also the later ones that failing
+    preview already showed), or None for plain credit (every token)."""
     if config.credit == "all":
         return None
     if pairs.rejected_potential is None or pairs.rejected_order is None:
-        raise ValueError("--credit until-failure needs pairs whose guide judged every step (build them with a PARM "
-                         "guide and --judge-steps)")  # fmt: skip
+        raise ValueError(f"--credit {config.credit} needs pairs whose guide judged every step (build them with a "
+                         "PARM guide and --judge-steps)")  # fmt: skip
     if not generator.causal and config.logp != "trajectory":
-        raise ValueError("--credit until-failure on a masked-token model needs --logp trajectory (the random-mask "
+        raise ValueError(f"--credit {config.credit} on a masked-token model needs --logp trajectory (the random-mask "
                          "estimate has no decoding steps)")  # fmt: skip
     if pairs.rejected_potential.shape[1] != generator.num_steps:
         raise ValueError(f"the pairs' step judgments cover {pairs.rejected_potential.shape[1]} steps; the model "
                          f"decodes in {generator.num_steps}")  # fmt: skip
-    return credited_tokens(pairs.rejected_order, failure_steps(pairs.rejected_potential))
+    failure = failure_steps(pairs.rejected_potential)
+    if config.credit == "until-failure":
+        return credited_tokens(pairs.rejected_order, failure)
+    if pairs.rejected_previews is None:
+        raise ValueError("--credit failure-preview needs pairs that recorded every step's preview (built by this "
+                         "version with --judge-steps)")  # fmt: skip
+    return previewed_tokens(pairs.rejected_order, failure, pairs.rejected_tokens, pairs.rejected_previews)
 
 
 def pair_guidance(pairs: Pairs, config: DPOConfig) -> tuple[torch.Tensor | None, torch.Tensor]:
