@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 
+import torch
+
 from imgcot.dpo.pairs import POTENTIAL_THRESHOLD, credited_tokens, failure_steps, previewed_tokens, read_pairs
 
 
@@ -30,6 +32,14 @@ def main() -> None:
     print(f"tokens credited: until-failure {until.float().mean():.3f}, failure-preview {shown.float().mean():.3f}")
     kept = (shown & later).sum().item() / max(later.sum().item(), 1)
     print(f"tokens committed after the failure step whose final value the failing preview showed: {kept:.3f}")
+    final = pairs.rejected_tokens[:, None]
+    shown_by_step = (pairs.rejected_previews == final).float().mean((0, 2))
+    committed_by_step = (pairs.rejected_order[:, None] < torch.arange(1, steps + 1)[:, None]).float().mean((0, 2))
+    judged = (~pairs.rejected_potential.isnan()).float().mean(0)  # clear ones, or all with --judge-unclear
+    print("\n| step | final tokens the preview shows | tokens committed | previews given a potential |")
+    print("|---|---|---|---|")
+    for step in range(steps):
+        print(f"| {step + 1} | {shown_by_step[step]:.3f} | {committed_by_step[step]:.3f} | {judged[step]:.3f} |")
 
 
 if __name__ == "__main__":

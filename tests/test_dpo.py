@@ -596,6 +596,12 @@ def test_step_judged_pairs_hold_each_previews_potential(tiny, tmp_path, kind) ->
         if s >= 2:
             assert torch.equal(potentials[:, s - 1], ScriptedVerifier().score(PROMPTS, generator.preview(state)))
     assert torch.equal(state.tokens, tokens)
+    ungated = sample_tokens(generator, PROMPTS, seeds, judge=ScriptedStepVerifier(), gated=False)[3][0]
+    assert not bool(ungated.isnan().any()) and torch.equal(ungated[:, 1:], potentials[:, 1:])  # step 1 kept too
+    first = generator.step(generator.init(PROMPTS, seeds))
+    assert torch.equal(ungated[:, 0], ScriptedVerifier().score(PROMPTS, generator.preview(first)))
+    with pytest.raises(ValueError, match="judge_unclear needs judge_steps"):
+        PairConfig(judge_unclear=True)
     config = PairConfig(images_per_prompt=4, batch_size=8, judge_steps=True)
     pairs = build_pairs(generator, PROMPTS, config, ScriptedVerifier(), ScriptedStepVerifier())
     assert pairs.rejected_potential.shape == (len(pairs), t)
@@ -676,6 +682,7 @@ def test_cli_step_credit_needs_a_guide(tmp_path) -> None:
     for args, fragment in (
         (["dpo", "iterate", "--credit", "until-failure", "--out", out], "needs --guided"),
         (["dpo", "iterate", "--guided", "--credit", "most", "--out", out], "unknown credit"),
+        (["dpo", "iterate", "--guided", "--judge-unclear", "--out", out], "--judge-unclear needs step judgments"),
         (["dpo", "build-pairs", "--judge-steps", "--out", out], "needs --guide parm"),
     ):
         result = runner.invoke(app, args)

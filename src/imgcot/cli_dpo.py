@@ -88,6 +88,12 @@ _CREDIT_OPT = typer.Option(
 _JUDGE_STEPS_OPT = typer.Option(
     False, "--judge-steps", help="The guide also judges every step of every sample (for --credit until-failure)."
 )
+_JUDGE_UNCLEAR_OPT = typer.Option(
+    False,
+    "--judge-unclear",
+    help="With step judgments, keep the guide's potential of previews it does not judge clear too (so a path can "
+    "fail before its preview is clear).",
+)
 _MARGIN_OPT = typer.Option(_D_DPO.margin, "--margin", help="Per-pair margin = MARGIN x verifier score gap.")
 _CKPT_OPT = typer.Option(_D_DPO.checkpoint_every, "--checkpoint-every", help="Steps between checkpoints.")
 _SEED_OPT = typer.Option(_D_DPO.seed, "--seed", help="Seed of the data order and the masks.")
@@ -191,7 +197,17 @@ def _train_progress(bar: Progress, label: str = "dpo"):
 
 
 def _pair_config(
-    n_prompts, k, sample_seed, batch, exclude, prompt_seed, per_prompt, threshold, guide_rank="clearest", steps=False
+    n_prompts,
+    k,
+    sample_seed,
+    batch,
+    exclude,
+    prompt_seed,
+    per_prompt,
+    threshold,
+    guide_rank="clearest",
+    steps=False,
+    unclear=False,
 ) -> PairConfig:
     from .cli import InputError, _positive
 
@@ -204,9 +220,12 @@ def _pair_config(
         raise InputError(f"--threshold must be in (0, 1] (scores are in [0, 1]), got {threshold}")
     if guide_rank not in GUIDE_RANKS:
         raise InputError(f"unknown --guide-rank {guide_rank!r}; known: {', '.join(GUIDE_RANKS)}")
+    if unclear and not steps:
+        raise InputError("--judge-unclear needs step judgments (--judge-steps, or --credit with iterate)")
     return PairConfig(n_prompts=n_prompts, images_per_prompt=k, prompt_seed=prompt_seed, sample_seed=sample_seed,
                       batch_size=batch, threshold=threshold, pairs_per_prompt=per_prompt,
-                      exclude_benchmark=exclude, guide_rank=guide_rank, judge_steps=steps)  # fmt: skip
+                      exclude_benchmark=exclude, guide_rank=guide_rank, judge_steps=steps,
+                      judge_unclear=unclear)  # fmt: skip
 
 
 @dpo_app.command("build-pairs")
@@ -221,6 +240,7 @@ def build_pairs_cmd(
     guide_verifier: str | None = _GUIDE_VERIFIER_OPT,
     guide_rank: str = _GUIDE_RANK_OPT,
     judge_steps: bool = _JUDGE_STEPS_OPT,
+    judge_unclear: bool = _JUDGE_UNCLEAR_OPT,
     prompt_seed: int = _PROMPT_SEED_OPT,
     sample_seed: int = _SAMPLE_SEED_OPT,
     sample_batch_size: int = _SAMPLE_BATCH_OPT,
@@ -242,7 +262,8 @@ def build_pairs_cmd(
         if judge_steps and guide is None:
             raise InputError("--judge-steps needs --guide parm (the guide judges the steps)")
         config = _pair_config(n_prompts, images_per_prompt, sample_seed, sample_batch_size, exclude_benchmark,
-                              prompt_seed, pairs_per_prompt, threshold, guide_rank, judge_steps)  # fmt: skip
+                              prompt_seed, pairs_per_prompt, threshold, guide_rank, judge_steps,
+                              judge_unclear)  # fmt: skip
         place, loader = _placement(device, dtype), _judge(judge_device, judge_dtype)
         metas = _metas(prompts, n_prompts, prompt_seed, exclude_benchmark, is_hf_model(model))
         judge = _verifier(labeler, verifier, metas, "--labeler", model, loader)
@@ -366,6 +387,7 @@ def iterate_cmd(
     trajectory_steps: int = _TRAJ_OPT,
     margin: float = _MARGIN_OPT,
     credit: str = _CREDIT_OPT,
+    judge_unclear: bool = _JUDGE_UNCLEAR_OPT,
     nll_weight: float = _NLL_OPT,
     checkpoint_every: int = _CKPT_OPT,
     seed: int = _SEED_OPT,
@@ -386,7 +408,7 @@ def iterate_cmd(
             raise InputError(f"--credit {credit} needs --guided (the guide's PARM judges every step)")
         pair_cfg = _pair_config(n_prompts, images_per_prompt, sample_seed, sample_batch_size, exclude_benchmark,
                                 prompt_seed, pairs_per_prompt, threshold, guide_rank,
-                                credit != "all")  # fmt: skip
+                                credit != "all", judge_unclear)  # fmt: skip
         weighting = ("gap" if guide_rank == "clearest" else "blind") if guided else "none"
         dpo_cfg = _dpo_config(loss, beta, lr, steps, epochs, batch_size, warmup, mask_draws, weighting, margin,
                               checkpoint_every, seed, nll_weight, logp, trajectory_steps, credit)  # fmt: skip

@@ -33,8 +33,13 @@ class PairConfig:
     # with the no it scores highest, the failures that test-time verification by the same verifier would let through
     guide_rank: str = "clearest"
     judge_steps: bool = False  # the guide also judges every step's preview of every sample (credit="until-failure")
+    # with judge_steps: keep the guide's potential of previews it does not judge clear too (PARM's clarity gate off),
+    # so a path can fail before its preview is clear (beyond the paper)
+    judge_unclear: bool = False
 
     def __post_init__(self) -> None:
+        if self.judge_unclear and not self.judge_steps:
+            raise ValueError("judge_unclear needs judge_steps (it changes how the steps are judged)")
         for name in ("n_prompts", "batch_size", "pairs_per_prompt"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")

@@ -167,16 +167,17 @@ def sample_tokens(
     batch_size: int = 64,
     progress: Progress | None = None,
     judge: StepVerifier | None = None,
+    gated: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, tuple[torch.Tensor, torch.Tensor] | None]:
     """Final token maps (B, N), images (B, H, W, 3) uint8, decoding orders (B, N), `batch_size` rows per batch, and
-    with a step `judge` its potential of every step's preview (B, T), NaN where it did not judge the preview clear,
-    with the token map each preview showed (B, T, N)."""
+    with a step `judge` its potential of every step's preview (B, T), NaN where it did not judge the preview clear
+    (unless not `gated`), with the token map each preview showed (B, T, N)."""
     tokens, images, orders, potentials, previews = [], [], [], [], []
     for start in range(0, len(prompts), batch_size):
         part = slice(start, start + batch_size)
         judged: list[torch.Tensor] = []
         shown: list[torch.Tensor] = []
-        on_step = None if judge is None else _potential_recorder(generator, judge, judged, shown)
+        on_step = None if judge is None else _potential_recorder(generator, judge, judged, shown, gated)
         state, order = run_recording_order(generator, generator.init(prompts[part], seeds[part]), on_step)
         tokens.append(state.tokens.clone())
         images.append(generator.decode(state))
@@ -190,13 +191,16 @@ def sample_tokens(
     return torch.cat(tokens), torch.cat(images), torch.cat(orders), judged_steps
 
 
-def _potential_recorder(generator: TokenGenerator, judge: StepVerifier, into: list[torch.Tensor], shown: list):
+def _potential_recorder(
+    generator: TokenGenerator, judge: StepVerifier, into: list[torch.Tensor], shown: list, gated: bool = True
+):
     """A step callback appending the judge's (B,) potential of each preview to `into`, NaN where not judged clear
-    (PARM asks the potential question only of clear steps), and the (B, N) token map the preview decodes to `shown`."""
+    (PARM asks the potential question only of clear steps; `gated=False` keeps every potential), and the (B, N) token
+    map the preview decodes to `shown`."""
 
     def record(state: GenState) -> None:
         score = judge.judge(state.prompts, generator.preview(state), state.step, generator.num_steps)
-        clear = score.clarity.float().cpu() >= POTENTIAL_THRESHOLD
+        clear = score.clarity.float().cpu() >= POTENTIAL_THRESHOLD if gated else torch.ones(state.batch, dtype=bool)
         into.append(torch.where(clear, score.potential.float().cpu(), math.nan))
         shown.append(state.predicted.cpu().clone())
 
@@ -264,7 +268,9 @@ def build_pairs(
     if config.judge_steps and not callable(getattr(guide, "judge", None)):
         raise ValueError("judging the steps needs a guide that judges steps (a PARM or PRM)")
     step_judge = guide if config.judge_steps else None
-    tokens, images, orders, judged = sample_tokens(generator, rows, seeds, config.batch_size, progress, step_judge)
+    tokens, images, orders, judged = sample_tokens(
+        generator, rows, seeds, config.batch_size, progress, step_judge, not config.judge_unclear
+    )
     potentials, previews = (None, None) if judged is None else judged
     sampled = time.perf_counter()
     labels = score_images(labeler, rows, images, progress=progress).view(len(prompts), k)
