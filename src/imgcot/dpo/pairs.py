@@ -192,7 +192,11 @@ def sample_tokens(
 
 
 def _potential_recorder(
-    generator: TokenGenerator, judge: StepVerifier, into: list[torch.Tensor], shown: list, gated: bool = True
+    generator: TokenGenerator,
+    judge: StepVerifier,
+    into: list[torch.Tensor],
+    shown: list[torch.Tensor],
+    gated: bool = True,
 ):
     """A step callback appending the judge's (B,) potential of each preview to `into`, NaN where not judged clear
     (PARM asks the potential question only of clear steps; `gated=False` keeps every potential), and the (B, N) token
@@ -200,8 +204,10 @@ def _potential_recorder(
 
     def record(state: GenState) -> None:
         score = judge.judge(state.prompts, generator.preview(state), state.step, generator.num_steps)
-        clear = score.clarity.float().cpu() >= POTENTIAL_THRESHOLD if gated else torch.ones(state.batch, dtype=bool)
-        into.append(torch.where(clear, score.potential.float().cpu(), math.nan))
+        potential = score.potential.float().cpu()
+        if gated:
+            potential = torch.where(score.clarity.float().cpu() >= POTENTIAL_THRESHOLD, potential, math.nan)
+        into.append(potential)
         shown.append(state.predicted.cpu().clone())
 
     return record

@@ -80,8 +80,8 @@ class Block(nn.Module):
 
 # Buffers of at least this many elements (8 MiB of fp32 keys: 256 rows of the shipped AR model) are attended whole
 # and masked. Measured on 2 CPU cores (benchmarks/generation_throughput.py --attention): SDPA over the prefix slice
-# is faster while the buffers sit in the CPU caches (up to 128 rows) and 2-3x slower once they have to stream from
-# memory (256 and 512 rows), where one product over the contiguous whole buffer runs at the copy bandwidth.
+# is as fast or faster while the buffers sit in the CPU caches (up to 128 rows) and 1.3-2.8x slower once they stream
+# from memory (256 and 512 rows), where one product over the contiguous whole buffer runs at the copy bandwidth.
 FULL_BUFFER_ATTENTION_ELEMENTS = 2**21
 
 
