@@ -167,6 +167,43 @@ def geneval_score(
     typer.echo(f"\nresults: {out or folder / 'results.jsonl'}\nsummary: {folder / SUMMARY_FILE}")
 
 
+def _arm(text: str) -> tuple[str, list[Path]]:
+    """`NAME=PATH[,PATH...]` or `PATH[,PATH...]` (named by its first path)."""
+    name, _, paths = text.rpartition("=") if "=" in text else ("", "", text)
+    files = [Path(p) for p in paths.split(",") if p]
+    if not files:
+        raise InputError(f"{text!r}: no results folder or file")
+    return name or text, files
+
+
+@geneval_app.command("compare")
+def geneval_compare(
+    arms: list[str] = typer.Argument(
+        ...,
+        help="Two or more arms, the first the baseline: an eval folder or results file, or NAME=PATH,PATH,... "
+        "to pool several runs (training seeds) of one recipe.",
+    ),
+    resamples: int = typer.Option(10_000, "--resamples", help="Paired bootstrap resamples of the prompts."),
+    level: float = typer.Option(0.95, "--level", help="Level of the interval of each difference."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the resampling."),
+    json_out: Path | None = typer.Option(None, "--json", help="Also write the comparison as JSON here."),
+) -> None:
+    """Compare GenEval runs on the same prompts: overall scores, differences against the first arm, and their
+    intervals from a paired bootstrap over prompts within each tag."""
+    import json
+
+    from .geneval.compare import compare, format_comparison, load_arms
+
+    with _user_errors():
+        if len(arms) < 2:
+            raise InputError("give at least two arms to compare (the first is the baseline)")
+        rows = compare(load_arms([_arm(a) for a in arms]), resamples, seed, level)
+        if json_out is not None:
+            write_text_atomic(json_out, json.dumps({"resamples": resamples, "seed": seed, "level": level,
+                                                    "arms": rows}, indent=2) + "\n")  # fmt: skip
+    typer.echo(format_comparison(rows, resamples, level))
+
+
 @geneval_app.command("check")
 def geneval_check(
     file: Path = typer.Argument(..., help="Metadata JSONL file."),
