@@ -169,7 +169,7 @@ def geneval_score(
 
 def _arm(text: str) -> tuple[str, list[Path]]:
     """`NAME=PATH[,PATH...]` or `PATH[,PATH...]` (named by its first path)."""
-    name, _, paths = text.rpartition("=") if "=" in text else ("", "", text)
+    name, _, paths = text.partition("=") if "=" in text else ("", "", text)
     files = [Path(p) for p in paths.split(",") if p]
     if not files:
         raise InputError(f"{text!r}: no results folder or file")
