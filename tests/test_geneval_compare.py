@@ -124,6 +124,18 @@ def test_cli_prints_the_table_and_writes_json(tmp_path):
     assert [arm["name"] for arm in saved["arms"]] == [str(a), "seeds"] and saved["resamples"] == 200
 
 
+def test_empty_or_malformed_results_are_refused(tmp_path):
+    good = write(tmp_path, "good", records({}))
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    odd = tmp_path / "odd.jsonl"
+    odd.write_text(json.dumps({"tag": "counting", "correct": True}) + "\n")
+    with pytest.raises(ScoreError, match="no results"):
+        load_arms([("a", [good]), ("b", [empty])])
+    with pytest.raises(ScoreError, match="not GenEval results"):
+        load_arms([("a", [good]), ("b", [odd])])
+
+
 @pytest.mark.parametrize(
     "args, message",
     [

@@ -56,11 +56,23 @@ def _label(name: str, path: Path) -> str:
     return name if name == str(path) else f"{name} ({path})"
 
 
+def read_counts(path: str | Path) -> dict[PromptKey, tuple[str, int, int]]:
+    """`prompt_counts` of a results file (or an eval folder), refusing an empty or malformed one."""
+    path = results_path(path)
+    try:
+        counts = prompt_counts(read_results(path))
+    except (KeyError, TypeError) as err:
+        raise ScoreError(f"{path}: not GenEval results (a record lacks {err})") from None
+    if not counts:
+        raise ScoreError(f"{path}: no results")
+    return counts
+
+
 def load_arms(arms: list[tuple[str, list[Path]]]) -> list[Arm]:
     """Arms from (name, results files); every file must score the same prompts."""
-    tables = [[prompt_counts(read_results(results_path(p))) for p in paths] for _, paths in arms]
-    if not tables or not tables[0]:
-        raise ScoreError("nothing to compare")
+    if not arms or not all(paths for _, paths in arms):
+        raise ScoreError("every arm needs at least one results file")
+    tables = [[read_counts(p) for p in paths] for _, paths in arms]
     keys = sorted(tables[0][0])
     first = _label(arms[0][0], arms[0][1][0])
     out = []
@@ -77,7 +89,7 @@ def load_arms(arms: list[tuple[str, list[Path]]]) -> list[Arm]:
 
 def overall_score(arm: Arm) -> float:
     """GenEval's overall score of the pooled images: the mean over tags of per-image accuracy."""
-    return float(np.mean([arm.correct[arm.tags == t].sum() / arm.images[arm.tags == t].sum() for t in tag_order(arm)]))
+    return float(np.mean(list(tag_scores(arm).values())))
 
 
 def tag_order(arm: Arm) -> list[str]:
