@@ -19,21 +19,14 @@ import numpy as np
 import torch
 from PIL import Image
 
-from imgcot.dpo.pairs import read_pairs
+from imgcot.dpo.pairs import read_pairs, score_images
+from imgcot.geneval.spec import TAGS
 from imgcot.verifiers.registry import load_verifier
 from imgcot.worlds.shapes.prompts import parse_prompt
-
-TAGS = ("single_object", "two_object", "counting", "colors", "position", "color_attr")
 
 
 def decode(pngs: list[bytes]) -> torch.Tensor:
     return torch.from_numpy(np.stack([np.asarray(Image.open(io.BytesIO(b)).convert("RGB")) for b in pngs]))
-
-
-@torch.no_grad()
-def scores(verifier, prompts: list[str], pngs: list[bytes], batch: int = 256) -> np.ndarray:
-    parts = [verifier.score(prompts[i : i + batch], decode(pngs[i : i + batch])) for i in range(0, len(pngs), batch)]
-    return torch.cat(parts).float().numpy()
 
 
 def agreement(chosen: np.ndarray, rejected: np.ndarray) -> float:
@@ -52,8 +45,9 @@ def main() -> None:
     table = {}
     for name in args.verifiers:
         verifier = load_verifier("parm", name)
-        chosen = scores(verifier, pairs.prompts, pairs.chosen_png)
-        rejected = scores(verifier, pairs.prompts, pairs.rejected_png)
+        with torch.no_grad():
+            chosen = score_images(verifier, pairs.prompts, decode(pairs.chosen_png)).numpy()
+            rejected = score_images(verifier, pairs.prompts, decode(pairs.rejected_png)).numpy()
         table[name] = {t: agreement(chosen[tags == t], rejected[tags == t]) for t in TAGS}
         table[name]["all"] = agreement(chosen, rejected)
     print(f"pairs: {args.pairs} ({len(pairs)}); share of pairs ordered correctly\n")

@@ -7,6 +7,7 @@ boundary, and `main` turns typer's usage errors into the same one line.
 
 from __future__ import annotations
 
+import json
 import sys
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -20,6 +21,7 @@ from rich.console import Console
 from rich.progress import track
 
 from .fileio import save_png, write_text_atomic
+from .geneval.compare import compare, format_comparison, load_arms
 from .geneval.detector import Detector
 from .geneval.layout import stale_entries
 from .geneval.score import SUMMARY_FILE, format_summary, score_folder
@@ -190,10 +192,6 @@ def geneval_compare(
 ) -> None:
     """Compare GenEval runs on the same prompts: overall scores, differences against the first arm, and their
     intervals from a paired bootstrap over prompts within each tag."""
-    import json
-
-    from .geneval.compare import compare, format_comparison, load_arms
-
     with _user_errors():
         if len(arms) < 2:
             raise InputError("give at least two arms to compare (the first is the baseline)")
@@ -432,8 +430,6 @@ def eval_cmd(
     judge_dtype: str = _JUDGE_DTYPE_OPT,
 ) -> None:
     """Generate in GenEval layout, score it, write results.jsonl and summary.json (with compute)."""
-    import json
-
     from rich.progress import Progress
 
     from .geneval.spec import read_metadata
@@ -512,8 +508,6 @@ def train_tokenizer_cmd(
 
 
 def _parse_overrides(pairs: list[str]) -> dict:
-    import json
-
     overrides = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
@@ -612,8 +606,6 @@ DEMO_TRACE_TAGS = ("counting", "position", "color_attr")
 
 def _demo_eval(generator, entries, out: Path, strategy: str, verifier) -> dict:
     """One demo row: generate in GenEval layout (resumable), score, write summary.json with compute."""
-    import json
-
     from .pipeline import eval_generate
 
     n = 1 if strategy == "baseline" else DEMO_N
