@@ -279,6 +279,38 @@ def test_choose_pairs_plain_and_guided() -> None:
         PairConfig(guide_rank="hardest")
 
 
+def test_guide_fill_pairs_the_prompts_the_labeller_leaves_unpaired() -> None:
+    labels = torch.tensor([[1.0, 0.0, 1.0, 0.0], [1.0, 1.0, 1.0, 1.0], [0.0, 0.0, 0.0, 0.0], [0.0] * 4])
+    guide = torch.tensor([[0.2, 0.9, 0.8, 0.1], [0.5, 0.9, 0.2, 0.6], [0.3, 0.1, 0.7, 0.6], [0.40, 0.45, 0.5, 0.35]])
+    mixed = [(0, 2, 3)]  # the mixed prompt pairs as before, whatever the fill
+    assert choose_pairs(labels, 0.5, guide) == mixed  # no fill: the all-yes and all-no prompts give nothing
+    # all rejected: the guide's least wrong against its most wrong; prompt 3's gap 0.15 is below the 0.2 default
+    assert choose_pairs(labels, 0.5, guide, fill="failed") == mixed + [(2, 2, 1)]
+    assert choose_pairs(labels, 0.5, guide, fill="passed") == mixed[:1] + [(1, 1, 2)]
+    assert choose_pairs(labels, 0.5, guide, 3, fill="both") == [(0, 2, 3), (0, 0, 1), (1, 1, 2), (2, 2, 1)]
+    assert choose_pairs(labels, 0.5, guide, fill="failed", fill_gap=0.1)[-1] == (3, 2, 3)
+    assert choose_pairs(labels, 0.5, None, fill="both") == choose_pairs(labels, 0.5)  # without a guide: nothing
+    with pytest.raises(ValueError, match="known: none, failed, passed, both"):
+        PairConfig(guide_fill="all")
+    with pytest.raises(ValueError, match="guide_fill_gap"):
+        PairConfig(guide_fill_gap=0.0)
+
+
+def test_guide_filled_pairs_are_counted_and_need_a_guide(tiny) -> None:
+    generator, _ = tiny["maskgit"]
+    config = PairConfig(images_per_prompt=4, batch_size=8, guide_fill="both", guide_fill_gap=0.05)
+    pairs = build_pairs(generator, PROMPTS, config, ScriptedVerifier(offset=0.6), ScriptedVerifier())
+    # every sample is a yes (the labeller's offset), so each pair is the guide's and its gap ranks it
+    assert len(pairs) == len(PROMPTS) == pairs.info["stats"]["guide_filled_pairs"]
+    assert bool((pairs.chosen_score >= 0.5).all()) and bool((pairs.rejected_score >= 0.5).all())
+    assert bool((pairs.chosen_guide - pairs.rejected_guide >= 0.05).all())
+    plain = build_pairs(generator, PROMPTS, replace(config, guide_fill="none"), ScriptedVerifier(offset=0.6),
+                        ScriptedVerifier())  # fmt: skip
+    assert len(plain) == 0 and plain.info["stats"]["guide_filled_pairs"] == 0
+    with pytest.raises(ValueError, match="needs a guide"):
+        build_pairs(generator, PROMPTS, config, ScriptedVerifier())
+
+
 def test_training_prompts_are_drawn_not_read_from_the_benchmark() -> None:
     drawn = training_prompts(60)
     assert drawn == training_prompts(60) and len({m["tag"] for m in drawn}) == 6
@@ -684,6 +716,10 @@ def test_cli_step_credit_needs_a_guide(tmp_path) -> None:
         (["dpo", "iterate", "--guided", "--credit", "most", "--out", out], "unknown credit"),
         (["dpo", "iterate", "--guided", "--judge-unclear", "--out", out], "--judge-unclear needs step judgments"),
         (["dpo", "build-pairs", "--judge-steps", "--out", out], "needs --guide parm"),
+        (["dpo", "build-pairs", "--guide-fill", "failed", "--out", out], "--guide-fill needs --guide"),
+        (["dpo", "iterate", "--guide-fill", "failed", "--out", out], "--guide-fill needs --guided"),
+        (["dpo", "iterate", "--guided", "--guide-fill", "all", "--out", out], "unknown --guide-fill"),
+        (["dpo", "iterate", "--guided", "--guide-fill-gap", "2", "--out", out], "--guide-fill-gap must be"),
     ):
         result = runner.invoke(app, args)
         lines = result.stderr.strip().splitlines()

@@ -17,7 +17,7 @@ from pathlib import Path
 import typer
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from .dpo.config import GUIDE_RANKS, TRAIN_PROMPT_SEED, DPOConfig, PairConfig
+from .dpo.config import GUIDE_FILLS, GUIDE_RANKS, TRAIN_PROMPT_SEED, DPOConfig, PairConfig
 
 dpo_app = typer.Typer(
     help="Preference alignment: pairs, DPO, iterative and verifier-guided DPO.", no_args_is_help=True
@@ -48,6 +48,15 @@ _GUIDE_RANK_OPT = typer.Option(
     "--guide-rank",
     help="With a guide: clearest (its best yes vs its worst no) or blind-spots (its best yes vs the no it scores"
     " highest; iterate then weighs pairs by that score instead of the score gap).",
+)
+_GUIDE_FILL_OPT = typer.Option(
+    _D_PAIRS.guide_fill,
+    "--guide-fill",
+    help=f"With a guide ({', '.join(GUIDE_FILLS)}): also pair the prompts whose samples the labeller all rejected"
+    " (failed), all accepted (passed) or either (both), the guide's best-scored sample against its worst.",
+)
+_GUIDE_FILL_GAP_OPT = typer.Option(
+    _D_PAIRS.guide_fill_gap, "--guide-fill-gap", help="The guide's least score gap for such a filled pair."
 )
 _THRESHOLD_OPT = typer.Option(
     _D_PAIRS.threshold,
@@ -208,6 +217,8 @@ def _pair_config(
     guide_rank="clearest",
     steps=False,
     unclear=False,
+    fill="none",
+    fill_gap=0.2,
 ) -> PairConfig:
     from .cli import InputError, _positive
 
@@ -220,12 +231,16 @@ def _pair_config(
         raise InputError(f"--threshold must be in (0, 1] (scores are in [0, 1]), got {threshold}")
     if guide_rank not in GUIDE_RANKS:
         raise InputError(f"unknown --guide-rank {guide_rank!r}; known: {', '.join(GUIDE_RANKS)}")
+    if fill not in GUIDE_FILLS:
+        raise InputError(f"unknown --guide-fill {fill!r}; known: {', '.join(GUIDE_FILLS)}")
+    if not 0.0 < fill_gap <= 1.0:
+        raise InputError(f"--guide-fill-gap must be in (0, 1] (scores are in [0, 1]), got {fill_gap}")
     if unclear and not steps:
         raise InputError("--judge-unclear needs step judgments (--judge-steps, or --credit with iterate)")
     return PairConfig(n_prompts=n_prompts, images_per_prompt=k, prompt_seed=prompt_seed, sample_seed=sample_seed,
                       batch_size=batch, threshold=threshold, pairs_per_prompt=per_prompt,
                       exclude_benchmark=exclude, guide_rank=guide_rank, judge_steps=steps,
-                      judge_unclear=unclear)  # fmt: skip
+                      judge_unclear=unclear, guide_fill=fill, guide_fill_gap=fill_gap)  # fmt: skip
 
 
 @dpo_app.command("build-pairs")
@@ -239,6 +254,8 @@ def build_pairs_cmd(
     guide: str | None = typer.Option(None, "--guide", help="Re-rank each prompt's samples with this verifier role."),
     guide_verifier: str | None = _GUIDE_VERIFIER_OPT,
     guide_rank: str = _GUIDE_RANK_OPT,
+    guide_fill: str = _GUIDE_FILL_OPT,
+    guide_fill_gap: float = _GUIDE_FILL_GAP_OPT,
     judge_steps: bool = _JUDGE_STEPS_OPT,
     judge_unclear: bool = _JUDGE_UNCLEAR_OPT,
     prompt_seed: int = _PROMPT_SEED_OPT,
@@ -261,9 +278,11 @@ def build_pairs_cmd(
     with _errors():
         if judge_steps and guide is None:
             raise InputError("--judge-steps needs --guide parm (the guide judges the steps)")
+        if guide_fill != "none" and guide is None:
+            raise InputError("--guide-fill needs --guide (the guide pairs the prompts the labeller leaves unpaired)")
         config = _pair_config(n_prompts, images_per_prompt, sample_seed, sample_batch_size, exclude_benchmark,
                               prompt_seed, pairs_per_prompt, threshold, guide_rank, judge_steps,
-                              judge_unclear)  # fmt: skip
+                              judge_unclear, guide_fill, guide_fill_gap)  # fmt: skip
         place, loader = _placement(device, dtype), _judge(judge_device, judge_dtype)
         metas = _metas(prompts, n_prompts, prompt_seed, exclude_benchmark, is_hf_model(model))
         judge = _verifier(labeler, verifier, metas, "--labeler", model, loader)
@@ -363,6 +382,8 @@ def iterate_cmd(
     guide: str = typer.Option("parm", "--guide", help="Guiding verifier role for --guided."),
     guide_verifier: str | None = _GUIDE_VERIFIER_OPT,
     guide_rank: str = _GUIDE_RANK_OPT,
+    guide_fill: str = _GUIDE_FILL_OPT,
+    guide_fill_gap: float = _GUIDE_FILL_GAP_OPT,
     reference: str = typer.Option("round", "--reference", help="round (each round's start model) or base."),
     out: Path = typer.Option(..., "--out", help="Run folder (round1/..); becomes the final generator folder."),
     prompts: str = _PROMPTS_OPT,
@@ -406,9 +427,11 @@ def iterate_cmd(
         _positive("--rounds", rounds)
         if credit != "all" and not guided:
             raise InputError(f"--credit {credit} needs --guided (the guide's PARM judges every step)")
+        if guide_fill != "none" and not guided:
+            raise InputError("--guide-fill needs --guided (the guide pairs the prompts the labeller leaves unpaired)")
         pair_cfg = _pair_config(n_prompts, images_per_prompt, sample_seed, sample_batch_size, exclude_benchmark,
                                 prompt_seed, pairs_per_prompt, threshold, guide_rank,
-                                credit != "all", judge_unclear)  # fmt: skip
+                                credit != "all", judge_unclear, guide_fill, guide_fill_gap)  # fmt: skip
         weighting = ("gap" if guide_rank == "clearest" else "blind") if guided else "none"
         dpo_cfg = _dpo_config(loss, beta, lr, steps, epochs, batch_size, warmup, mask_draws, weighting, margin,
                               checkpoint_every, seed, nll_weight, logp, trajectory_steps, credit)  # fmt: skip

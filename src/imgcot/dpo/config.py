@@ -13,6 +13,8 @@ DEV_SEED = 7
 LOSS_NAMES = ("sigmoid", "ipo", "hinge")  # losses.LOSSES holds the functions, in this order
 WEIGHTINGS = ("none", "gap", "blind")
 GUIDE_RANKS = ("clearest", "blind-spots")
+# prompts the labeller leaves without a pair that the guide pairs on its own (see PairConfig.guide_fill)
+GUIDE_FILLS = ("none", "failed", "passed", "both")
 REFERENCES = ("round", "base")
 # which tokens of a rejected image DPO pushes down (see DPOConfig.credit)
 CREDITS = ("all", "until-failure", "failure-preview")
@@ -36,8 +38,18 @@ class PairConfig:
     # with judge_steps: keep the guide's potential of previews it does not judge clear too (PARM's clarity gate off),
     # so a path can fail before its preview is clear (beyond the paper)
     judge_unclear: bool = False
+    # with a guide, beyond the paper: a prompt whose K samples the labeller all rejects ("failed") or all accepts
+    # ("passed") gives plain DPO no pair; the guide pairs its best-scored sample with its worst-scored one there
+    # (one pair per prompt) when its scores differ by at least guide_fill_gap, so its graded judgment of
+    # "less wrong" (or "clearer") is the only signal such a pair carries
+    guide_fill: str = "none"
+    guide_fill_gap: float = 0.2
 
     def __post_init__(self) -> None:
+        if self.guide_fill not in GUIDE_FILLS:
+            raise ValueError(f"unknown guide fill {self.guide_fill!r}; known: {', '.join(GUIDE_FILLS)}")
+        if not 0.0 < self.guide_fill_gap <= 1.0:
+            raise ValueError(f"guide_fill_gap must be in (0, 1], got {self.guide_fill_gap}")
         if self.judge_unclear and not self.judge_steps:
             raise ValueError("judge_unclear needs judge_steps (it changes how the steps are judged)")
         for name in ("n_prompts", "batch_size", "pairs_per_prompt"):

@@ -237,6 +237,8 @@ def choose_pairs(
     guide: torch.Tensor | None = None,
     per_prompt: int = 1,
     rank: str = "clearest",
+    fill: str = "none",
+    fill_gap: float = 0.2,
 ) -> list[tuple[int, int, int]]:
     """(prompt, chosen sample, rejected sample) for every prompt that has both a "yes" and a "no" among its K samples.
 
@@ -244,18 +246,35 @@ def choose_pairs(
     random order, as in the paper's "pair one yes with one no"). Guided: the accepted ones by the guide's score,
     highest first, and the rejected ones lowest first (`rank="clearest"`) or highest first (`"blind-spots"`: the
     failures the guide mistakes for successes). The i-th accepted pairs with the i-th rejected, up to
-    `per_prompt` disjoint pairs per prompt (1: the paper's one pair per prompt).
+    `per_prompt` disjoint pairs per prompt (1: the paper's one pair per prompt). With a guide, `fill` also pairs
+    the prompts whose samples were all rejected ("failed"), all accepted ("passed") or either ("both"): the guide's
+    best-scored sample against its worst-scored one, if their scores differ by at least `fill_gap`.
     """
     pairs = []
     for p in range(labels.shape[0]):
         accepted = (labels[p] >= threshold).nonzero()[:, 0]
         rejected = (labels[p] < threshold).nonzero()[:, 0]
+        if guide is not None and _fills(fill, len(accepted), len(rejected)):
+            pairs.extend(_guide_pair(p, guide[p], fill_gap))
+            continue
         if guide is not None:
             accepted = accepted[guide[p, accepted].argsort(descending=True, stable=True)]
             rejected = rejected[guide[p, rejected].argsort(descending=rank == "blind-spots", stable=True)]
         count = min(per_prompt, len(accepted), len(rejected))
         pairs.extend((p, int(accepted[i]), int(rejected[i])) for i in range(count))
     return pairs
+
+
+def _fills(fill: str, n_accepted: int, n_rejected: int) -> bool:
+    """Whether `fill` asks the guide to pair a prompt with this many accepted and rejected samples."""
+    return (n_accepted == 0 and fill in ("failed", "both")) or (n_rejected == 0 and fill in ("passed", "both"))
+
+
+def _guide_pair(prompt: int, scores: torch.Tensor, min_gap: float) -> list[tuple[int, int, int]]:
+    """The guide's best- against its worst-scored sample of one prompt, or nothing when it barely tells them apart."""
+    order = scores.argsort(descending=True, stable=True)
+    best, worst = int(order[0]), int(order[-1])
+    return [(prompt, best, worst)] if float(scores[best] - scores[worst]) >= min_gap else []
 
 
 def build_pairs(
@@ -271,6 +290,8 @@ def build_pairs(
     rows = [p for p in prompts for _ in range(k)]
     seeds = [image_seed(config.sample_seed, i, j) for i in range(len(prompts)) for j in range(k)]
     start = time.perf_counter()
+    if config.guide_fill != "none" and guide is None:
+        raise ValueError("filling unpaired prompts (guide_fill) needs a guide")
     if config.judge_steps and not callable(getattr(guide, "judge", None)):
         raise ValueError("judging the steps needs a guide that judges steps (a PARM or PRM)")
     step_judge = guide if config.judge_steps else None
@@ -283,7 +304,9 @@ def build_pairs(
     guides = None if guide is None else score_images(guide, rows, images, stage="guiding", progress=progress)
     guides = None if guides is None else guides.view(len(prompts), k)
     labelled = time.perf_counter()
-    chosen = choose_pairs(labels, config.threshold, guides, config.pairs_per_prompt, config.guide_rank)
+    chosen = choose_pairs(labels, config.threshold, guides, config.pairs_per_prompt, config.guide_rank,
+                          config.guide_fill, config.guide_fill_gap)  # fmt: skip
+    mixed = {p for p in range(len(prompts)) if 0 < int((labels[p] >= config.threshold).sum()) < k}
     index_w = torch.tensor([p * k + w for p, w, _ in chosen], dtype=torch.long)
     index_l = torch.tensor([p * k + l_ for p, _, l_ in chosen], dtype=torch.long)
     nan = torch.full((len(chosen),), math.nan, dtype=torch.float64)
@@ -296,6 +319,7 @@ def build_pairs(
         "prompts_all_accepted": int((labels >= config.threshold).all(1).sum()),
         "prompts_all_rejected": int((labels < config.threshold).all(1).sum()),
         "pairs": len(chosen),
+        "guide_filled_pairs": sum(p not in mixed for p, _, _ in chosen),
         "sample_seconds": round(sampled - start, 2),
         "label_seconds": round(labelled - sampled, 2),
         "images_per_second": round(len(rows) / max(sampled - start, 1e-9), 2),
