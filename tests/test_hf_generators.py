@@ -11,7 +11,6 @@ from __future__ import annotations
 import copy
 import json
 from dataclasses import replace
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -46,9 +45,9 @@ from imgcot.hf.showo import ShowoGenerator, omni_mask, text_part
 from imgcot.hf.tiny_generators import tiny_clip, tiny_janus, tiny_mask2former, tiny_showo
 from imgcot.search import STRATEGIES, candidate_seeds, run_strategy, total_compute
 from imgcot.verifiers import OracleVerifier
+from test_cli import OFFICIAL, needs_official  # GenEval's metadata from ../shared, as CI lays it
 from test_search import Brightness, Flat
 
-OFFICIAL = Path(__file__).resolve().parents[2] / "shared" / "geneval" / "evaluation_metadata.jsonl"
 PROMPTS = ["a photo of a red star", "a photo of three hearts", "a photo of a cross below a square"]
 SEEDS = [11, 22, 33]
 runner = CliRunner()
@@ -191,6 +190,7 @@ def test_save_load_round_trip(gen, tmp_path):
 SEARCHES = [name for name, s in STRATEGIES.items() if s.verifier in (None, "orm-zs", "orm", "prm", "parm", "oracle")]
 
 
+@needs_official
 def test_every_strategy_runs_end_to_end(gen, folders):
     metas = read_metadata(OFFICIAL)[:2]  # real GenEval prompts
     prompts = [m["prompt"] for m in metas]
@@ -356,6 +356,7 @@ def test_detector_pieces_follow_mmdet_and_geneval():
     assert crop.shape == (2, 3, 3) and crop[1, 1].tolist() == [200] * 3 and crop[0, 0].tolist() == [GREY] * 3
 
 
+@needs_official
 def test_official_metadata_scores_end_to_end(folders, tmp_path):
     metas = read_metadata(OFFICIAL)
     assert len(metas) == 553 and len(COCO_CLASSES) == 80
@@ -374,6 +375,7 @@ def test_official_metadata_scores_end_to_end(folders, tmp_path):
     assert colored and all("found" in r["reason"] or r["correct"] for r in colored)  # the colour path ran
 
 
+@needs_official
 def test_cli_geneval_score_with_real_detector(folders, tmp_path):
     metas = [m for m in read_metadata(OFFICIAL) if m["prompt"] in ("a photo of a dog", "a photo of a white dog")]
     rng = np.random.default_rng(1)
@@ -389,6 +391,7 @@ def test_cli_geneval_score_with_real_detector(folders, tmp_path):
     assert len(lines) == 2 and lines[0]["correct"]
 
 
+@needs_official
 def test_cli_generate_and_eval_real_models(folders, tmp_path):
     out = tmp_path / "gen"
     args = ["generate", "a photo of a dog", "--model", f"hf-janus:{folders['janus']}", "--n", "2", "--out", str(out)]
