@@ -306,12 +306,12 @@ def build_pairs(
     labelled = time.perf_counter()
     chosen = choose_pairs(labels, config.threshold, guides, config.pairs_per_prompt, config.guide_rank,
                           config.guide_fill, config.guide_fill_gap)  # fmt: skip
-    mixed = {p for p in range(len(prompts)) if 0 < int((labels[p] >= config.threshold).sum()) < k}
     index_w = torch.tensor([p * k + w for p, w, _ in chosen], dtype=torch.long)
     index_l = torch.tensor([p * k + l_ for p, _, l_ in chosen], dtype=torch.long)
     nan = torch.full((len(chosen),), math.nan, dtype=torch.float64)
     flat_guides = None if guides is None else guides.reshape(-1).double()
     pixels = images.numpy()
+    yes = (labels >= config.threshold).reshape(-1)
     stats = {
         "prompts": len(prompts),
         "images": len(rows),
@@ -319,7 +319,8 @@ def build_pairs(
         "prompts_all_accepted": int((labels >= config.threshold).all(1).sum()),
         "prompts_all_rejected": int((labels < config.threshold).all(1).sum()),
         "pairs": len(chosen),
-        "guide_filled_pairs": sum(p not in mixed for p, _, _ in chosen),
+        # a filled pair is one the labeller calls the same on both sides
+        "guide_filled_pairs": int((yes[index_w] == yes[index_l]).sum()),
         "sample_seconds": round(sampled - start, 2),
         "label_seconds": round(labelled - sampled, 2),
         "images_per_second": round(len(rows) / max(sampled - start, 1e-9), 2),
